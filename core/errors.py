@@ -1,0 +1,133 @@
+"""The core's errors. Each carries text that is safe to show the user as-is.
+
+Adapters render `user_message` (privately when `private` is true: the user can
+act on it and nobody else needs to see it) and never `str()` of an SDK error.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Sequence
+
+
+class ImagineError(Exception):
+    """Base class. `code` is stable (logged, stored, counted in metrics)."""
+
+    code = "error"
+    private = True  # shown only to the requester
+    attempts = 0  # model calls made before this error (retries included)
+
+    def __init__(self, user_message: str, *, job_id: str | None = None) -> None:
+        super().__init__(user_message)
+        self.user_message = user_message
+        self.job_id = job_id
+
+
+class ConfigError(ImagineError):
+    """The TOML config is wrong; says the file, the key and what is expected."""
+
+    code = "config"
+
+
+class InvalidInput(ImagineError):
+    """Bad prompt, flag, size or file: caught before any money is spent."""
+
+    code = "invalid_input"
+
+
+class LimitReached(ImagineError):
+    code = "limit_reached"
+
+    def __init__(self, user_message: str, *, resets_at: datetime, job_id: str | None = None) -> None:
+        super().__init__(user_message, job_id=job_id)
+        self.resets_at = resets_at
+
+
+class BudgetExhausted(ImagineError):
+    code = "budget_exhausted"
+
+    def __init__(self, user_message: str, *, resets_at: datetime, job_id: str | None = None) -> None:
+        super().__init__(user_message, job_id=job_id)
+        self.resets_at = resets_at
+
+
+class TooManyJobs(ImagineError):
+    code = "too_many_jobs"
+
+
+class CoolingDown(ImagineError):
+    code = "cooldown"
+
+    def __init__(self, user_message: str, *, until: datetime, job_id: str | None = None) -> None:
+        super().__init__(user_message, job_id=job_id)
+        self.until = until
+
+
+class NotPermitted(ImagineError):
+    """An admin action asked for by someone who is not an admin."""
+
+    code = "not_permitted"
+
+
+class PolicyBlocked(ImagineError):
+    """OpenAI's safety system refused the prompt (stage "input") or the image
+    it generated (stage "output")."""
+
+    code = "policy_blocked"
+
+    def __init__(
+        self,
+        user_message: str,
+        *,
+        stage: str,
+        categories: Sequence[str] = (),
+        charged: bool = False,
+        job_id: str | None = None,
+    ) -> None:
+        super().__init__(user_message, job_id=job_id)
+        self.stage = stage
+        self.categories = tuple(categories)
+        self.charged = charged
+
+
+class ProviderError(ImagineError):
+    """The model call failed for a reason that is not the user's input.
+    Refunded; `retryable` says whether trying later may help."""
+
+    code = "provider_error"
+    retryable = True
+
+
+class RateLimited(ProviderError):
+    code = "rate_limited"
+
+
+class OutOfCredit(ProviderError):
+    code = "insufficient_quota"
+    retryable = False
+
+
+class NotAllowed(ProviderError):
+    code = "not_allowed"
+    retryable = False
+
+
+class InvalidRequest(ProviderError):
+    code = "invalid_request"
+    retryable = False
+
+
+class ModelTimeout(ProviderError):
+    code = "timeout"
+
+
+class ServiceUnavailable(ProviderError):
+    code = "unavailable"
+
+
+class ShuttingDown(ProviderError):
+    code = "shutting_down"
+
+
+class Interrupted(ProviderError):
+    code = "interrupted"

@@ -1,0 +1,36 @@
+"""Prometheus metrics, one registry per service (never the global one, so
+two services in one test process do not collide)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+# Image calls take seconds to minutes; acks must stay far below 3 s.
+_MODEL_BUCKETS = (1, 2.5, 5, 10, 20, 30, 45, 60, 90, 120, 180, 300, float("inf"))
+_ACK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, float("inf"))
+
+
+class Metrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.jobs = Counter("imaginebot_jobs_total", "Jobs by final outcome.", ["platform", "kind", "outcome"], registry=r)
+        self.images = Counter("imaginebot_images_generated_total", "Images delivered by the model.", ["platform"], registry=r)
+        self.spent = Counter("imaginebot_spent_usd_total", "USD spent, from the API's usage.", ["platform"], registry=r)
+        self.policy_blocks = Counter(
+            "imaginebot_policy_blocks_total", "Requests blocked by OpenAI's safety system.", ["platform", "stage"], registry=r
+        )
+        self.queue_length = Gauge("imaginebot_queue_length", "Jobs waiting for a model slot.", registry=r)
+        self.in_flight = Gauge("imaginebot_model_calls_in_flight", "Model calls running now.", registry=r)
+        self.model_latency = Histogram(
+            "imaginebot_model_call_seconds", "Time of one model call, retries included.", ["kind"], buckets=_MODEL_BUCKETS, registry=r
+        )
+        self.ack_latency = Histogram(
+            "imaginebot_ack_seconds", "Time from a platform request to its ack/defer.", ["platform"], buckets=_ACK_BUCKETS, registry=r
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

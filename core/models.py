@@ -1,0 +1,172 @@
+"""The plain data that crosses the line between the adapters and the core.
+
+Everything here is frozen: a request or a result, once made, is a fact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Awaitable, Callable, Literal, Mapping
+
+Platform = Literal["slack", "discord", "cli"]
+JobKind = Literal["generate", "edit"]
+
+
+@dataclass(frozen=True)
+class Requester:
+    """Who asked, and where. Limits are keyed on `key`, which includes the
+    platform and the workspace/server so that the same user id on two
+    platforms or in two workspaces never shares a quota."""
+
+    platform: Platform
+    workspace: str  # Slack team id, Discord guild id ("dm" outside a guild), "local" for the CLI
+    user: str
+    channel: str = ""
+    display_name: str = ""
+    locale: str = ""
+    roles: tuple[str, ...] = ()  # Discord role ids and names, for per-role limits
+    is_admin: bool = False  # workspace admin (Slack) / Manage Server (Discord)
+    raw: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def key(self) -> str:
+        return f"{self.platform}:{self.workspace}:{self.user}"
+
+    @property
+    def workspace_key(self) -> str:
+        return f"{self.platform}:{self.workspace}"
+
+
+@dataclass(frozen=True)
+class ImageOptions:
+    """Settings of one request, already validated (see core.options)."""
+
+    size: str = "1024x1024"
+    quality: str = "medium"
+    n: int = 1
+    format: str = "png"
+    background: str = "auto"
+    compression: int | None = None  # 0-100, jpeg/webp only
+
+    def describe(self) -> str:
+        parts = [self.size, f"{self.quality} quality", f"{self.n} image" + ("s" if self.n != 1 else ""), self.format]
+        if self.background != "auto":
+            parts.append(f"{self.background} background")
+        return " · ".join(parts)
+
+
+@dataclass(frozen=True)
+class InputImage:
+    """An uploaded image that passed the checks in core.images."""
+
+    data: bytes
+    filename: str
+    mime: str
+    width: int
+    height: int
+    has_alpha: bool = False
+
+
+@dataclass(frozen=True)
+class GeneratedImage:
+    data: bytes
+    filename: str
+    mime: str
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts as the API reported them."""
+
+    input_text_tokens: int = 0
+    input_image_tokens: int = 0
+    output_image_tokens: int = 0
+    output_text_tokens: int = 0
+    cached_text_tokens: int = 0
+    cached_image_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_text_tokens + self.input_image_tokens + self.output_image_tokens + self.output_text_tokens
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    job_id: str
+    kind: JobKind
+    requester: Requester
+    prompt: str
+    options: ImageOptions
+    images: tuple[GeneratedImage, ...]
+    model: str
+    usage: Usage
+    cost_usd: float
+    elapsed_seconds: float
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Reported while a job waits for a model slot and while it runs."""
+
+    job_id: str
+    state: Literal["queued", "running"]
+    position: int | None  # 1 = next to run; None while running
+    elapsed_seconds: float
+
+
+ProgressCallback = Callable[[Progress], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class QuotaStatus:
+    requester_key: str
+    used: float  # weighted images today (reserved and settled)
+    limit: int
+    in_flight: int
+    resets_at: datetime  # next midnight in the configured time zone
+    cooldown_until: datetime | None = None
+    workspace_budget_usd: float = 0.0  # 0 = no budget
+    workspace_spent_usd: float = 0.0
+
+    @property
+    def remaining(self) -> float:
+        return max(0.0, self.limit - self.used)
+
+
+@dataclass(frozen=True)
+class InterruptedJob:
+    """A job a previous process never finished: refunded at start-up, its
+    user still to be told where the platform allows it (`notify`)."""
+
+    job_id: str
+    requester_key: str
+    kind: JobKind
+    prompt: str
+    notify: Mapping[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Upload:
+    """An attachment as downloaded by an adapter, not yet checked: the core
+    sniffs the real format from the bytes (core.images)."""
+
+    filename: str
+    data: bytes
+    content_type: str = ""
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """A job as stored: enough to run it "Again" after a restart."""
+
+    job_id: str
+    kind: JobKind
+    requester_key: str
+    prompt: str
+    options: ImageOptions
+    status: str
+    created_at: datetime
+    cost_usd: float = 0.0
+    error_code: str | None = None

@@ -1,0 +1,70 @@
+"""Progress of one job, reported to the adapter's callback: at once when the
+job's queue position or state changes, and every `interval` seconds while it
+runs so the user sees the elapsed time move.
+
+The queue calls `queued(position)` synchronously; one task per job does the
+(slow, networked) reporting, so a slow platform API never holds up the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from core.models import Progress, ProgressCallback
+
+log = logging.getLogger("imaginebot.core")
+
+
+class ProgressReporter:
+    def __init__(self, job_id: str, callback: ProgressCallback | None, *, interval: float, started: float) -> None:
+        self.job_id = job_id
+        self.callback = callback
+        self.interval = interval
+        self.started = started
+        self.state: str = "queued"
+        self.position: int | None = None
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def queued(self, position: int) -> None:
+        self.position = position
+        self._poke()
+
+    def running(self) -> None:
+        self.state, self.position = "running", None
+        self._poke()
+
+    def _poke(self) -> None:
+        if self.callback is None:
+            return
+        self._changed.set()
+        if self._task is None:
+            self._task = asyncio.create_task(self._report(), name=f"progress-{self.job_id}")
+
+    async def _report(self) -> None:
+        assert self.callback is not None
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), timeout=self.interval)
+            self._changed.clear()
+            progress = Progress(
+                job_id=self.job_id,
+                state="running" if self.state == "running" else "queued",
+                position=self.position,
+                elapsed_seconds=time.monotonic() - self.started,
+            )
+            try:
+                await self.callback(progress)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a failed progress update must never fail the job
+                log.warning("progress update for job %s failed", self.job_id, exc_info=True)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

@@ -1,0 +1,256 @@
+"""The OpenAI Images API. The only module that imports `openai`.
+
+Every SDK failure becomes one of the core's errors here, in one place, with
+text a user can read. The SDK's own retries are off (`max_retries=0`): it
+would retry timeouts too, and a retried timeout can be billed twice. We retry
+only what is safe: 429 rate limits (honouring Retry-After) and 5xx/connection
+failures, a bounded number of times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import random
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Protocol, Sequence
+
+import openai
+from openai import AsyncOpenAI
+
+from core import messages
+from core.config import Config
+from core.errors import (
+    InvalidRequest,
+    ModelTimeout,
+    NotAllowed,
+    OutOfCredit,
+    PolicyBlocked,
+    ProviderError,
+    RateLimited,
+    ServiceUnavailable,
+)
+from core.models import ImageOptions, InputImage, Usage
+
+POLICY_CODES = ("moderation_blocked", "content_policy_violation")
+
+
+@dataclass(frozen=True)
+class ProviderResult:
+    images: tuple[bytes, ...]
+    usage: Usage
+    model: str
+    attempts: int
+    output_format: str
+
+
+class ImageProvider(Protocol):
+    async def generate(self, *, model: str, prompt: str, options: ImageOptions, user_tag: str) -> ProviderResult: ...
+
+    async def edit(
+        self,
+        *,
+        model: str,
+        prompt: str,
+        options: ImageOptions,
+        images: Sequence[InputImage],
+        mask: InputImage | None,
+        user_tag: str,
+    ) -> ProviderResult: ...
+
+    async def check_model(self, model: str) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def make_client(api_key: str, *, base_url: str | None, timeout_seconds: float) -> AsyncOpenAI:
+    """base_url None lets the SDK read OPENAI_BASE_URL itself."""
+    return AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout_seconds)
+
+
+def safety_identifier(requester_key: str) -> str:
+    """OpenAI asks for a stable per-user id to act on abuse without banning
+    the whole key; a hash, so no platform user id leaves the bot."""
+    return hashlib.sha256(requester_key.encode()).hexdigest()[:32]
+
+
+class OpenAIProvider:
+    def __init__(
+        self,
+        client: AsyncOpenAI,
+        config: Config,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.client = client
+        self.config = config
+        self._sleep = sleep
+
+    async def generate(self, *, model: str, prompt: str, options: ImageOptions, user_tag: str) -> ProviderResult:
+        params = self._common_params(model, prompt, options, user_tag)
+        return await self._call(model, options, lambda: self.client.images.generate(**params))
+
+    async def edit(
+        self,
+        *,
+        model: str,
+        prompt: str,
+        options: ImageOptions,
+        images: Sequence[InputImage],
+        mask: InputImage | None,
+        user_tag: str,
+    ) -> ProviderResult:
+        params = self._common_params(model, prompt, options, user_tag)
+        # Always (filename, bytes, mime): bare bytes go out as
+        # application/octet-stream, which the real API rejects.
+        params["image"] = [(im.filename, im.data, im.mime) for im in images]
+        if mask is not None:
+            params["mask"] = (mask.filename, mask.data, mask.mime)
+        return await self._call(model, options, lambda: self.client.images.edit(**params))
+
+    async def check_model(self, model: str) -> None:
+        """Cheap access check for `imaginebot doctor`: no image is made."""
+        try:
+            await self.client.models.retrieve(model)
+        except openai.APIError as e:
+            raise translate(e, timeout_seconds=self.config.openai.timeout_seconds) from None
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    def _common_params(self, model: str, prompt: str, options: ImageOptions, user_tag: str) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "model": model,
+            "prompt": prompt,
+            "n": options.n,
+            "size": options.size,
+            "quality": options.quality,
+            "output_format": options.format,
+            "safety_identifier": user_tag,
+        }
+        if self.config.openai.moderation != "auto":
+            params["moderation"] = self.config.openai.moderation
+        if options.background != "auto":
+            params["background"] = options.background
+        if options.compression is not None:
+            params["output_compression"] = options.compression
+        return params
+
+    async def _call(self, model: str, options: ImageOptions, call: Callable[[], Awaitable[Any]]) -> ProviderResult:
+        cfg = self.config.openai
+        rate_retries = server_retries = 0
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                response = await call()
+            except openai.APIError as e:
+                error = translate(e, timeout_seconds=cfg.timeout_seconds)
+                error.attempts = attempts
+                if isinstance(error, RateLimited) and rate_retries < cfg.rate_limit_retries:
+                    wait = _retry_after(e)
+                    if wait is None:
+                        wait = min(cfg.max_retry_wait_seconds, 2.0 ** (rate_retries + 1)) * (0.5 + random.random() / 2)
+                    if wait <= cfg.max_retry_wait_seconds:
+                        rate_retries += 1
+                        await self._sleep(wait)
+                        continue
+                if isinstance(error, ServiceUnavailable) and server_retries < cfg.server_error_retries:
+                    server_retries += 1
+                    await self._sleep(1.0 * server_retries)
+                    continue
+                raise error from None
+            return _result(response, model, options, attempts)
+
+
+def _result(response: Any, model: str, options: ImageOptions, attempts: int) -> ProviderResult:
+    images = tuple(base64.b64decode(d.b64_json) for d in (response.data or []) if getattr(d, "b64_json", None))
+    if not images:
+        raise ServiceUnavailable(messages.unavailable())
+    return ProviderResult(
+        images=images,
+        usage=_usage(getattr(response, "usage", None)),
+        model=model,
+        attempts=attempts,
+        output_format=getattr(response, "output_format", None) or options.format,
+    )
+
+
+def _usage(u: Any) -> Usage:
+    if u is None:
+        return Usage()
+    details_in = getattr(u, "input_tokens_details", None)
+    details_out = getattr(u, "output_tokens_details", None)
+    text_in = getattr(details_in, "text_tokens", None)
+    image_in = getattr(details_in, "image_tokens", None)
+    if text_in is None and image_in is None:
+        text_in, image_in = getattr(u, "input_tokens", 0) or 0, 0
+    if details_out is not None:
+        image_out = getattr(details_out, "image_tokens", 0) or 0
+        text_out = getattr(details_out, "text_tokens", 0) or 0
+    else:
+        image_out, text_out = getattr(u, "output_tokens", 0) or 0, 0
+    extra = getattr(details_in, "model_extra", None) or {}
+    return Usage(
+        input_text_tokens=int(text_in or 0),
+        input_image_tokens=int(image_in or 0),
+        output_image_tokens=int(image_out),
+        output_text_tokens=int(text_out),
+        cached_text_tokens=int(extra.get("cached_text_tokens", 0) or 0),
+        cached_image_tokens=int(extra.get("cached_image_tokens", 0) or 0),
+    )
+
+
+def _retry_after(e: openai.APIError) -> float | None:
+    response = getattr(e, "response", None)
+    if response is None:
+        return None
+    for header, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = response.headers.get(header)
+        if value is None:
+            continue
+        try:
+            return max(0.0, float(value) / divisor)
+        except ValueError:
+            continue
+    return None
+
+
+def _body(e: openai.APIError) -> dict[str, Any]:
+    return e.body if isinstance(e.body, dict) else {}
+
+
+def _reason(e: openai.APIError) -> str:
+    """The API's own explanation, without the SDK's "Error code: 400 - {...}" wrapping."""
+    message = _body(e).get("message")
+    text = message if isinstance(message, str) and message else "the request was not valid."
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def translate(e: openai.APIError, *, timeout_seconds: float) -> ProviderError | PolicyBlocked:
+    """One SDK exception → one core error. Reads `e.code` and `e.body`,
+    never `str(e)`."""
+    code = getattr(e, "code", None)
+    if isinstance(e, openai.APITimeoutError):
+        return ModelTimeout(messages.timed_out(timeout_seconds))
+    if isinstance(e, openai.APIConnectionError):
+        return ServiceUnavailable(messages.unavailable())
+    if code in POLICY_CODES:
+        details = _body(e).get("moderation_details") or {}
+        stage = details.get("moderation_stage") or "input"
+        categories = tuple(str(c) for c in details.get("categories") or ())
+        return PolicyBlocked(messages.policy_blocked(stage, categories, charged=False), stage=stage, categories=categories)
+    if isinstance(e, openai.RateLimitError):
+        if code == "insufficient_quota" or _body(e).get("type") == "insufficient_quota":
+            return OutOfCredit(messages.out_of_credit())
+        return RateLimited(messages.rate_limited())
+    if isinstance(e, (openai.AuthenticationError, openai.PermissionDeniedError)):
+        verify = "verif" in str(_body(e).get("message", "")).lower()
+        return NotAllowed(messages.not_allowed(verification=verify))
+    if isinstance(e, openai.NotFoundError):
+        return NotAllowed(messages.model_unavailable())
+    if isinstance(e, openai.BadRequestError) or (isinstance(e, openai.APIStatusError) and e.status_code in (400, 413, 422)):
+        return InvalidRequest(messages.invalid_request(_reason(e)))
+    return ServiceUnavailable(messages.unavailable())
+

@@ -1,0 +1,407 @@
+"""ImageService: the one entry point the adapters and the CLI call.
+
+Every job follows the same path: check the input (nothing spent yet) →
+reserve quota and budget atomically → wait for a model slot in a fair queue →
+call the model → settle from the response's usage, or refund. Whatever
+happens after the reservation — an error, a policy block, a cancelled task —
+ends in exactly one of settle or refund.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from datetime import datetime, timezone
+from typing import Any, Mapping, Sequence
+
+from core import messages
+from core.config import Config
+from core.errors import (
+    ImagineError,
+    InvalidInput,
+    ModelTimeout,
+    NotPermitted,
+    PolicyBlocked,
+    ProviderError,
+    ShuttingDown,
+)
+from core.images import check_edit_inputs
+from core.ledger import HEARTBEAT_SECONDS, Clock, Ledger, Reservation, new_job_id, utc_now
+from core.metrics import Metrics
+from core.model_slots import ModelSlots
+from core.models import (
+    GeneratedImage,
+    ImageOptions,
+    ImageResult,
+    InputImage,
+    InterruptedJob,
+    JobKind,
+    JobRecord,
+    Progress,
+    ProgressCallback,
+    QuotaStatus,
+    Requester,
+    Upload,
+)
+from core.options import CLASSIC_SIZES, check_prompt
+from core.pricing import cost_usd, estimate_usd, weighted_units
+from core.progress import ProgressReporter
+from core.provider import ImageProvider, ProviderResult, safety_identifier
+from core.store import Store
+
+log = logging.getLogger("imaginebot.core")
+
+_MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+_EXT = {"png": "png", "jpeg": "jpg", "webp": "webp"}
+
+
+class InternalError(ImagineError):
+    """A bug, not the user's doing: refunded, logged with the job id, and
+    shown as a short apology with that id."""
+
+    code = "internal"
+
+
+class ImageService:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        provider: ImageProvider,
+        *,
+        clock: Clock = utc_now,
+        metrics: Metrics | None = None,
+        progress_interval: float = 5.0,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.provider = provider
+        self.ledger = Ledger(store, config, clock=clock)
+        self.metrics = metrics or Metrics()
+        self.slots = ModelSlots(config.openai.max_concurrent_calls)
+        self.progress_interval = progress_interval
+        self._closing = False
+        self._heartbeat: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open(cls, config: Config, db_path: str, provider: ImageProvider, **kwargs: Any) -> ImageService:
+        store = Store(db_path)
+        await store.open()
+        service = cls(config, store, provider, **kwargs)
+        await store.run(service.ledger.heartbeat_sync)
+        return service
+
+    # -- jobs -------------------------------------------------------------
+
+    async def generate(
+        self,
+        requester: Requester,
+        prompt: str,
+        options: ImageOptions,
+        *,
+        progress: ProgressCallback | None = None,
+        notify: Mapping[str, Any] | None = None,
+    ) -> ImageResult:
+        check_prompt(prompt)
+        return await self._run(requester, "generate", prompt, options, (), None, progress, notify)
+
+    async def edit(
+        self,
+        requester: Requester,
+        prompt: str,
+        images: Sequence[Upload],
+        options: ImageOptions,
+        *,
+        mask: Upload | None = None,
+        progress: ProgressCallback | None = None,
+        notify: Mapping[str, Any] | None = None,
+    ) -> ImageResult:
+        check_prompt(prompt)
+        # Decoding large images takes real CPU time: keep it off the event loop.
+        inputs, checked_mask = await asyncio.to_thread(check_edit_inputs, images, mask)
+        return await self._run(requester, "edit", prompt, options, tuple(inputs), checked_mask, progress, notify)
+
+    def model_for(self, options: ImageOptions) -> str:
+        if options.background == "transparent":
+            fallback = self.config.openai.transparent_model
+            if not fallback:
+                raise InvalidInput(messages.transparent_refused(self.config.openai.model))
+            if options.size not in CLASSIC_SIZES:
+                raise InvalidInput(
+                    f"Transparent backgrounds come from {fallback}, which makes only square (1024x1024), "
+                    "landscape (1536x1024) or portrait (1024x1536) images."
+                )
+            return fallback
+        return self.config.openai.model
+
+    async def _run(
+        self,
+        requester: Requester,
+        kind: JobKind,
+        prompt: str,
+        options: ImageOptions,
+        inputs: tuple[InputImage, ...],
+        mask: InputImage | None,
+        progress: ProgressCallback | None,
+        notify: Mapping[str, Any] | None,
+    ) -> ImageResult:
+        if self._closing:
+            raise ShuttingDown(messages.shutting_down())
+        model = self.model_for(options)
+        if options.n > self.config.limits.max_images_per_request:
+            raise InvalidInput(f"You can ask for 1 to {self.config.limits.max_images_per_request} images at a time, not {options.n}.")
+        reservation = await self.store.run(
+            lambda: self.ledger.reserve_sync(
+                requester,
+                kind=kind,
+                prompt=prompt,
+                options=options,
+                model=model,
+                units=weighted_units(self.config, options),
+                usd=estimate_usd(self.config, model, options, prompt, len(inputs)),
+                input_images=len(inputs),
+                notify=notify,
+            )
+        )
+        job_id = reservation.job_id
+        started = time.monotonic()
+        reporter = ProgressReporter(job_id, progress, interval=self.progress_interval, started=started)
+        try:
+            self.metrics.queue_length.inc()
+            queued = True
+            try:
+                async with self.slots.slot(reporter.queued):
+                    self.metrics.queue_length.dec()
+                    queued = False
+                    reporter.running()
+                    await self.store.run(self.ledger.mark_started_sync, job_id, time.monotonic() - started)
+                    with self.metrics.in_flight.track_inprogress():
+                        called = time.monotonic()
+                        result = await self._call_model(kind, model, prompt, options, inputs, mask, requester)
+                        model_seconds = time.monotonic() - called
+            finally:
+                if queued:
+                    self.metrics.queue_length.dec()
+            self.metrics.model_latency.labels(kind).observe(model_seconds)
+            cost = cost_usd(self.config.pricing.models[model], result.usage)
+            await _shielded(
+                self.store.run(
+                    lambda: self.ledger.settle_sync(
+                        reservation,
+                        usage=result.usage,
+                        cost_usd=cost,
+                        images=len(result.images),
+                        model=model,
+                        model_seconds=model_seconds,
+                        attempts=result.attempts,
+                    )
+                )
+            )
+        except PolicyBlocked as e:
+            raise await self._policy_blocked(reservation, requester, kind, e) from None
+        except ImagineError as e:
+            await self._refund(reservation, e.code, e.attempts)
+            self.metrics.jobs.labels(requester.platform, kind, e.code).inc()
+            e.job_id = job_id
+            raise
+        except asyncio.CancelledError:
+            # The adapter gave up on the job (shutdown, disconnect): give the quota back.
+            await self._refund(reservation, "cancelled", None)
+            self.metrics.jobs.labels(requester.platform, kind, "cancelled").inc()
+            raise
+        except Exception as e:
+            log.exception("job %s failed unexpectedly", job_id)
+            await self._refund(reservation, "internal", None)
+            self.metrics.jobs.labels(requester.platform, kind, "internal").inc()
+            raise InternalError(messages.unexpected_error_text(job_id), job_id=job_id) from e
+        finally:
+            await reporter.stop()
+        self.metrics.jobs.labels(requester.platform, kind, "succeeded").inc()
+        self.metrics.images.labels(requester.platform).inc(len(result.images))
+        self.metrics.spent.labels(requester.platform).inc(cost)
+        images = tuple(
+            GeneratedImage(data=data, filename=f"imagine-{job_id}-{i + 1}.{_EXT.get(result.output_format, 'png')}",
+                           mime=_MIME.get(result.output_format, "image/png"))
+            for i, data in enumerate(result.images)
+        )
+        log.info(
+            "job %s %s succeeded for %s: %d image(s), $%.4f, %.1fs",
+            job_id, kind, requester.key, len(images), cost, time.monotonic() - started,
+        )
+        return ImageResult(
+            job_id=job_id,
+            kind=kind,
+            requester=requester,
+            prompt=prompt,
+            options=options,
+            images=images,
+            model=model,
+            usage=result.usage,
+            cost_usd=cost,
+            elapsed_seconds=time.monotonic() - started,
+        )
+
+    async def _call_model(
+        self,
+        kind: JobKind,
+        model: str,
+        prompt: str,
+        options: ImageOptions,
+        inputs: tuple[InputImage, ...],
+        mask: InputImage | None,
+        requester: Requester,
+    ) -> ProviderResult:
+        tag = safety_identifier(requester.key)
+        timeout = self.config.openai.timeout_seconds
+        # The SDK has its own timeout per attempt; this one bounds the whole
+        # call with its retry waits, so a job cannot hang forever.
+        budget = timeout * (1 + self.config.openai.server_error_retries) + self.config.openai.max_retry_wait_seconds * (
+            self.config.openai.rate_limit_retries
+        )
+        if kind == "edit":
+            call = self.provider.edit(model=model, prompt=prompt, options=options, images=inputs, mask=mask, user_tag=tag)
+        else:
+            call = self.provider.generate(model=model, prompt=prompt, options=options, user_tag=tag)
+        try:
+            return await asyncio.wait_for(call, timeout=budget)
+        except asyncio.TimeoutError:
+            raise ModelTimeout(messages.timed_out(timeout)) from None
+
+    async def _refund(self, reservation: Reservation, code: str, attempts: int | None) -> None:
+        await _shielded(
+            self.store.run(lambda: self.ledger.refund_sync(reservation.job_id, error_code=code, attempts=attempts))
+        )
+
+    async def _policy_blocked(self, reservation: Reservation, requester: Requester, kind: str, e: PolicyBlocked) -> PolicyBlocked:
+        charge = self.config.limits.charge_policy_blocks
+        cooldown_until = await _shielded(
+            self.store.run(
+                lambda: self.ledger.record_policy_block_sync(reservation, stage=e.stage, categories=e.categories, charge=charge)
+            )
+        )
+        self.metrics.policy_blocks.labels(requester.platform, e.stage).inc()
+        self.metrics.jobs.labels(requester.platform, kind, "policy_blocked").inc()
+        log.info("job %s blocked by policy at %s stage (%s)", reservation.job_id, e.stage, ",".join(e.categories) or "-")
+        text = messages.policy_blocked(
+            e.stage, e.categories, charged=charge, cooldown_until=cooldown_until, now=self.ledger.clock()
+        )
+        return PolicyBlocked(text, stage=e.stage, categories=e.categories, charged=charge, job_id=reservation.job_id)
+
+    # -- quota and admin ---------------------------------------------------
+
+    async def quota(self, requester: Requester) -> QuotaStatus:
+        return await self.store.run(self.ledger.quota_sync, requester)
+
+    async def quota_for(self, admin: Requester, target_key: str) -> QuotaStatus:
+        target = self._target(admin, target_key)
+        return await self.store.run(self.ledger.quota_sync, target)
+
+    async def set_user_limit(self, admin: Requester, target_key: str, daily: int | None) -> None:
+        self._target(admin, target_key)
+        if daily is not None and daily < 0:
+            raise InvalidInput("A daily limit must be 0 or more.")
+        await self.store.run(lambda: self.ledger.set_user_limit_sync(target_key, daily, admin.key))
+        log.info("admin %s set daily limit of %s to %s", admin.key, target_key, daily)
+
+    async def set_role_limit(self, admin: Requester, role: str, daily: int | None) -> None:
+        self._require_admin(admin)
+        if daily is not None and daily < 0:
+            raise InvalidInput("A daily limit must be 0 or more.")
+        await self.store.run(lambda: self.ledger.set_role_limit_sync(admin.workspace_key, role, daily, admin.key))
+        log.info("admin %s set daily limit of role %s in %s to %s", admin.key, role, admin.workspace_key, daily)
+
+    async def reset_user(self, admin: Requester, target_key: str) -> None:
+        self._target(admin, target_key)
+        await self.store.run(lambda: self.ledger.reset_user_sync(target_key, admin.key))
+        log.info("admin %s reset %s", admin.key, target_key)
+
+    async def set_workspace_budget(self, admin: Requester, usd: float) -> None:
+        self._require_admin(admin)
+        if usd < 0:
+            raise InvalidInput("A budget must be 0 (no budget) or more.")
+        await self.store.run(lambda: self.ledger.set_workspace_budget_sync(admin.workspace_key, usd, admin.key))
+        log.info("admin %s set the daily budget of %s to $%.2f", admin.key, admin.workspace_key, usd)
+
+    def _require_admin(self, admin: Requester) -> None:
+        if not admin.is_admin:
+            raise NotPermitted(messages.not_admin(admin.platform))
+
+    def _target(self, admin: Requester, target_key: str) -> Requester:
+        """Admins act only inside their own workspace/server."""
+        self._require_admin(admin)
+        platform, _, rest = target_key.partition(":")
+        workspace, _, user = rest.partition(":")
+        if f"{platform}:{workspace}" != admin.workspace_key or not user:
+            raise InvalidInput("You can only manage members of this workspace/server.")
+        return Requester(platform=admin.platform, workspace=workspace, user=user)
+
+    # -- lookups ------------------------------------------------------------
+
+    async def job(self, job_id: str) -> JobRecord | None:
+        rows = await self.store.run(lambda: self.store.query("SELECT * FROM jobs WHERE id = ?", (job_id,)))
+        if not rows:
+            return None
+        r = rows[0]
+        return JobRecord(
+            job_id=r["id"],
+            kind=r["kind"],
+            requester_key=r["user_key"],
+            prompt=r["prompt"],
+            options=ImageOptions(size=r["size"], quality=r["quality"], n=r["n"], format=r["format"], background=r["background"]),
+            status=r["status"],
+            created_at=datetime.fromtimestamp(r["created_at"], timezone.utc),
+            cost_usd=r["cost_usd"] or 0.0,
+            error_code=r["error_code"],
+        )
+
+    async def claim_event(self, key: str) -> bool:
+        return await self.store.run(self.ledger.claim_event_sync, key)
+
+    # -- life cycle ---------------------------------------------------------
+
+    async def recover(self) -> list[InterruptedJob]:
+        """Refund what crashed processes left reserved; start beating our heart."""
+        jobs = await self.store.run(self.ledger.recover_sync)
+        for job in jobs:
+            log.warning("job %s of %s was interrupted by a restart: refunded", job.job_id, job.requester_key)
+        if self._heartbeat is None:
+            self._heartbeat = asyncio.create_task(self._beat(), name="imaginebot-heartbeat")
+        return jobs
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            try:
+                await self.store.run(self.ledger.heartbeat_sync)
+            except Exception:  # a locked database for a moment must not end the heartbeat
+                log.warning("heartbeat failed", exc_info=True)
+
+    def stop_accepting(self) -> None:
+        self._closing = True
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+        with contextlib.suppress(Exception):
+            await self.store.run(self.ledger.retire_sync)
+        await self.provider.close()
+        await self.store.close()
+
+
+async def _shielded(aw: Any) -> Any:
+    """Finish a ledger write even if our task is being cancelled: a refund
+    or a settlement must never be lost half-way."""
+    task = asyncio.ensure_future(aw)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task
+        raise
+
+
+__all__ = ["ImageService", "InternalError", "ProviderError", "Progress", "new_job_id"]

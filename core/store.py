@@ -1,0 +1,149 @@
+"""The SQLite database, through sqlite-utils, so that an admin can also query
+it with the `sqlite-utils` command line (`sqlite-utils tables imaginebot.db`).
+
+One connection per Store, used from one dedicated thread: SQLite work never
+blocks the event loop, and in-process callers are serialised without locks.
+Across processes, writers serialise on SQLite's own lock (BEGIN IMMEDIATE).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator, TypeVar
+
+import sqlite_utils
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+
+
+def _create_schema(db: sqlite_utils.Database) -> None:
+    db["jobs"].create(
+        {
+            "id": str,
+            "kind": str,
+            "platform": str,
+            "workspace_key": str,
+            "user_key": str,
+            "channel": str,
+            "prompt": str,
+            "size": str,
+            "quality": str,
+            "n": int,
+            "format": str,
+            "background": str,
+            "model": str,
+            "status": str,  # reserved | succeeded | failed | blocked | interrupted
+            "day": str,  # local date (config time zone) the quota was taken from
+            "units": float,  # what counts against the user's daily images now (0 once refunded)
+            "usd": float,  # what counts against budgets now: the estimate, then the real cost
+            "cost_usd": float,  # the real cost from usage
+            "input_text_tokens": int,
+            "input_image_tokens": int,
+            "output_image_tokens": int,
+            "output_text_tokens": int,
+            "cached_tokens": int,
+            "images": int,
+            "input_images": int,
+            "attempts": int,
+            "error_code": str,
+            "created_at": float,
+            "started_at": float,
+            "finished_at": float,
+            "queue_seconds": float,
+            "model_seconds": float,
+            "owner": str,
+            "notify": str,  # JSON: how to reach the user if the job is interrupted
+        },
+        pk="id",
+        if_not_exists=True,
+        defaults={"units": 0, "usd": 0, "cost_usd": 0, "attempts": 0, "images": 0, "input_images": 0},
+    )
+    db["jobs"].create_index(["user_key", "day"], if_not_exists=True)
+    db["jobs"].create_index(["workspace_key", "day"], if_not_exists=True)
+    db["jobs"].create_index(["day"], if_not_exists=True)
+    db["jobs"].create_index(["status"], if_not_exists=True)
+    db["user_limits"].create({"user_key": str, "daily": int, "set_by": str, "set_at": float}, pk="user_key", if_not_exists=True)
+    db["role_limits"].create(
+        {"workspace_key": str, "role": str, "daily": int, "set_by": str, "set_at": float},
+        pk=("workspace_key", "role"),
+        if_not_exists=True,
+    )
+    db["budgets"].create({"workspace_key": str, "daily_usd": float, "set_by": str, "set_at": float}, pk="workspace_key", if_not_exists=True)
+    db["policy_blocks"].create(
+        {"id": int, "user_key": str, "day": str, "at": float, "job_id": str, "stage": str, "categories": str},
+        pk="id",
+        if_not_exists=True,
+    )
+    db["policy_blocks"].create_index(["user_key", "day"], if_not_exists=True)
+    db["cooldowns"].create({"user_key": str, "until": float}, pk="user_key", if_not_exists=True)
+    db["resets"].create({"user_key": str, "day": str, "at": float, "set_by": str}, pk=("user_key", "day"), if_not_exists=True)
+    db["seen_events"].create({"key": str, "at": float}, pk="key", if_not_exists=True)
+    db["workers"].create(
+        {"token": str, "host": str, "pid": int, "started_at": float, "heartbeat_at": float}, pk="token", if_not_exists=True
+    )
+
+
+class Store:
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imaginebot-db")
+        self._conn: sqlite3.Connection | None = None
+        self.db: sqlite_utils.Database
+
+    def open_sync(self) -> None:
+        # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so that a
+        # check-then-insert cannot interleave with another process's.
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes; WAL keeps it consistent
+        conn.execute("PRAGMA busy_timeout=30000")
+        self._conn = conn
+        self.db = sqlite_utils.Database(conn)
+        with self.transaction():
+            _create_schema(self.db)
+
+    async def open(self) -> None:
+        await self.run(self.open_sync)
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        assert self._conn is not None, "Store.open() first"
+        return self._conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE … COMMIT: takes the write lock up front, so the
+        reads inside see what no other writer can change before we commit."""
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(*args)` on the database thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
+    def query(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[dict[str, Any]]:
+        return list(self.db.query(sql, params))
+
+    def close_sync(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self.run(self.close_sync)
+        self._executor.shutdown(wait=True)
