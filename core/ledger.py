@@ -347,32 +347,39 @@ class Ledger:
             workers = {
                 r[0]: (r[1], r[2], r[3]) for r in conn.execute("SELECT token, host, pid, heartbeat_at FROM workers").fetchall()
             }
-            rows = conn.execute(
-                "SELECT id, user_key, kind, prompt, notify, created_at, owner FROM jobs WHERE status = 'reserved' AND owner != ?",
-                (self.worker,),
-            ).fetchall()
-            interrupted: list[InterruptedJob] = []
-            for job_id, user_key, kind, prompt, notify, created_at, owner in rows:
-                if owner in workers and not self._worker_gone(*workers[owner], now=now):
-                    continue
-                conn.execute(
-                    """UPDATE jobs SET status = 'interrupted', units = 0, usd = 0, error_code = 'interrupted', finished_at = ?
-                       WHERE id = ? AND status = 'reserved'""",
-                    (now, job_id),
-                )
-                interrupted.append(
-                    InterruptedJob(
-                        job_id=job_id,
-                        requester_key=user_key,
-                        kind=kind,
-                        prompt=prompt,
-                        notify=json.loads(notify or "{}"),
-                        created_at=datetime.fromtimestamp(created_at, timezone.utc),
-                    )
-                )
+            owners = [r[0] for r in conn.execute("SELECT DISTINCT owner FROM jobs WHERE status = 'reserved'").fetchall()]
+            gone = [o for o in owners if o != self.worker and (o not in workers or self._worker_gone(*workers[o], now=now))]
+            interrupted = [job for owner in gone for job in self._interrupt_jobs_of(conn, owner, now)]
             dead = [t for t, w in workers.items() if t != self.worker and self._worker_gone(*w, now=now)]
             conn.executemany("DELETE FROM workers WHERE token = ?", [(t,) for t in dead])
         return interrupted
+
+    def refund_own_sync(self) -> list[InterruptedJob]:
+        """At shutdown, after the grace period: whatever this process still
+        holds reserved will never finish."""
+        with self.store.transaction() as conn:
+            return self._interrupt_jobs_of(conn, self.worker, time.time())
+
+    def _interrupt_jobs_of(self, conn: Any, owner: str, now: float) -> list[InterruptedJob]:
+        rows = conn.execute(
+            "SELECT id, user_key, kind, prompt, notify, created_at FROM jobs WHERE status = 'reserved' AND owner = ?", (owner,)
+        ).fetchall()
+        conn.execute(
+            """UPDATE jobs SET status = 'interrupted', units = 0, usd = 0, error_code = 'interrupted', finished_at = ?
+               WHERE status = 'reserved' AND owner = ?""",
+            (now, owner),
+        )
+        return [
+            InterruptedJob(
+                job_id=job_id,
+                requester_key=user_key,
+                kind=kind,
+                prompt=prompt,
+                notify=json.loads(notify or "{}"),
+                created_at=datetime.fromtimestamp(created_at, timezone.utc),
+            )
+            for job_id, user_key, kind, prompt, notify, created_at in rows
+        ]
 
     def _worker_gone(self, host: str, pid: int, heartbeat_at: float, *, now: float) -> bool:
         if now - heartbeat_at > STALE_WORKER_SECONDS:

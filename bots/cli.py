@@ -1,0 +1,186 @@
+"""`imaginebot`: the console script, and the only place that composes the
+service from the environment.
+
+Exit status: 0 success; 2 usage or config error; 1 anything else, including
+a refused request (its friendly message goes to stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from bots.settings import Settings
+from core.config import Config, load_config
+from core.errors import ConfigError, ImagineError
+from core.models import Requester, Upload
+from core.options import FORMATS, QUALITIES, build_options
+from core.provider import OpenAIProvider, make_client
+from core.service import ImageService
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Wrong invocation or missing setting: exit 2 with this text."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="imaginebot", description="gpt-image-2 in Slack and Discord, with limits and budgets.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("run", help="start every adapter whose credentials are set, plus the HTTP server")
+    sub.add_parser("slack", help="start the Slack adapter only (plus the HTTP server)")
+    sub.add_parser("discord", help="start the Discord adapter only (plus the HTTP server)")
+
+    g = sub.add_parser("generate", help="generate images from the terminal, through the same limits and accounting")
+    g.add_argument("prompt")
+    _image_flags(g)
+    g.add_argument("--format", choices=FORMATS)
+
+    e = sub.add_parser("edit", help="edit images from the terminal")
+    e.add_argument("images", nargs="+", metavar="IMAGE")
+    e.add_argument("--prompt", required=True)
+    e.add_argument("--mask")
+    _image_flags(e)
+    e.add_argument("--format", choices=FORMATS)
+
+    u = sub.add_parser("usage", help="spend and images per user and per workspace/server")
+    u.add_argument("--days", type=int, default=7, help="how many days back, today included (default 7)")
+    u.add_argument("--json", action="store_true", help="print JSON instead of tables")
+
+    sub.add_parser("doctor", help="check config, database, OpenAI, Slack and Discord credentials")
+    m = sub.add_parser("slack-manifest", help="print the Slack app manifest for this build")
+    m.add_argument("--url", help="public base URL of this bot (for HTTP mode), e.g. https://bot.example.com")
+    d = sub.add_parser("discord-sync", help="register the Discord application commands")
+    d.add_argument("--guild", type=int, help="register in one server only (instant) instead of globally")
+    return p
+
+
+def _image_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--size", help="square, portrait, landscape, 2k, wide-2k, tall-2k, auto or WxH")
+    p.add_argument("--quality", choices=QUALITIES)
+    p.add_argument("--n", type=int, help="number of images")
+    p.add_argument("--out", default=".", help="directory to write the images into (default: .)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        config = read_config(settings)
+        return asyncio.run(_dispatch(args, settings, config))
+    except (ConfigError, UsageError, ValueError) as e:
+        print(f"imaginebot: {getattr(e, 'user_message', None) or e}", file=sys.stderr)
+        return EXIT_USAGE
+    except ImagineError as e:  # a refused request: the words a chat user would see
+        print(e.user_message, file=sys.stderr)
+        return EXIT_FAIL
+    except KeyboardInterrupt:
+        return EXIT_FAIL
+
+
+def read_config(settings: Settings) -> Config:
+    path = Path(settings.config_path)
+    if not settings.config_path_explicit and not path.exists():
+        return Config()  # no config file where we run: built-in defaults
+    return load_config(path)
+
+
+async def open_service(settings: Settings, config: Config) -> ImageService:
+    if not settings.openai_api_key:
+        raise UsageError("OPENAI_API_KEY is not set. Set it in the environment or in a .env file.")
+    client = make_client(settings.openai_api_key, base_url=settings.openai_base_url, timeout_seconds=config.openai.timeout_seconds)
+    return await ImageService.open(config, settings.db_path, OpenAIProvider(client, config))
+
+
+def cli_requester() -> Requester:
+    login = getpass.getuser()
+    return Requester(platform="cli", workspace="local", user=login, display_name=login)
+
+
+async def _dispatch(args: argparse.Namespace, settings: Settings, config: Config) -> int:
+    from bots.logs import setup_logging
+
+    quiet = args.command in ("generate", "edit", "usage", "slack-manifest", "doctor")
+    setup_logging(json_format=settings.log_format == "json", secrets=settings.secrets(), level=logging.WARNING if quiet else logging.INFO)
+    if args.command in ("generate", "edit"):
+        return await _make_images(args, settings, config)
+    if args.command == "usage":
+        from bots.usage_report import print_usage
+
+        return await print_usage(settings, config, days=args.days, as_json=args.json)
+    if args.command == "doctor":
+        from bots.doctor import run_doctor
+
+        return await run_doctor(settings, config)
+    if args.command == "slack-manifest":
+        from bots.slack.manifest import slack_manifest
+
+        print(slack_manifest(args.url))
+        return EXIT_OK
+    if args.command == "discord-sync":
+        return await _discord_sync(settings, config, args.guild)
+    from bots.runner import run
+
+    return await run(settings, config, only=None if args.command == "run" else args.command)
+
+
+async def _make_images(args: argparse.Namespace, settings: Settings, config: Config) -> int:
+    options = build_options(config, size=args.size, quality=args.quality, n=args.n, format=args.format)
+    out = Path(args.out)
+    service = await open_service(settings, config)
+    try:
+        await service.recover()
+        requester = cli_requester()
+        try:
+            if args.command == "generate":
+                result = await service.generate(requester, args.prompt, options)
+            else:
+                images = [_read_upload(p) for p in args.images]
+                mask = _read_upload(args.mask) if args.mask else None
+                result = await service.edit(requester, args.prompt, images, options, mask=mask)
+        except ImagineError as e:
+            print(e.user_message, file=sys.stderr)
+            return EXIT_FAIL
+        out.mkdir(parents=True, exist_ok=True)
+        for image in result.images:
+            path = out / image.filename
+            path.write_bytes(image.data)
+            print(path)
+        print(f"{len(result.images)} image(s), ${result.cost_usd:.4f}, job {result.job_id}", file=sys.stderr)
+        return EXIT_OK
+    finally:
+        await service.close()
+
+
+def _read_upload(path: str) -> Upload:
+    try:
+        return Upload(filename=Path(path).name, data=Path(path).read_bytes())
+    except OSError as e:
+        raise UsageError(f"can't read {path}: {e.strerror}.") from None
+
+
+async def _discord_sync(settings: Settings, config: Config, guild: int | None) -> int:
+    if not settings.discord_bot_token:
+        raise UsageError("DISCORD_BOT_TOKEN is not set. Set it to register the Discord commands.")
+    from bots.discord import DiscordAdapter
+
+    service = await open_service(settings, config)
+    adapter = DiscordAdapter(service, config, token=settings.discord_bot_token, api_url=settings.discord_api_url)
+    try:
+        count = await adapter.sync_commands(guild)
+    finally:
+        await adapter.close()
+        await service.close()
+    where = f"server {guild}" if guild else "every server (global commands can take up to an hour to appear)"
+    print(f"Registered {count} commands for {where}.")
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""`imaginebot doctor`: checks every part of a setup and says how to fix what
+is wrong. Exit 0 when everything needed is fine, 1 otherwise."""
+
+from __future__ import annotations
+
+import sys
+from typing import Awaitable, Callable
+
+from bots.settings import Settings
+from core.config import Config
+from core.errors import ImagineError
+from core.provider import OpenAIProvider, make_client
+from core.store import Store
+
+Check = tuple[bool, str]
+
+
+async def check_database(settings: Settings) -> list[Check]:
+    store = Store(settings.db_path)
+    try:
+        await store.open()
+        count = (await store.run(lambda: store.query("SELECT COUNT(*) AS c FROM jobs")))[0]["c"]
+        return [(True, f"database {settings.db_path} is usable ({count} jobs recorded)")]
+    except Exception as e:  # any failure here is the admin's to fix: say what it was
+        return [(False, f"database {settings.db_path} can't be opened: {e}. Check the path and write permissions (IMAGINEBOT_DB).")]
+    finally:
+        await store.close()
+
+
+async def check_openai(settings: Settings, config: Config) -> list[Check]:
+    if not settings.openai_api_key:
+        return [(False, "OPENAI_API_KEY is not set: set it in the environment or in .env (https://platform.openai.com/api-keys).")]
+    client = make_client(settings.openai_api_key, base_url=settings.openai_base_url, timeout_seconds=30)
+    provider = OpenAIProvider(client, config)
+    results: list[Check] = []
+    try:
+        for model in filter(None, (config.openai.model, config.openai.transparent_model)):
+            try:
+                await provider.check_model(model)
+                results.append((True, f"OpenAI key works and can see {model}"))
+            except ImagineError as e:
+                results.append((False, f"OpenAI model {model}: {e.user_message}"))
+    finally:
+        await provider.close()
+    return results
+
+
+async def run_doctor(settings: Settings, config: Config) -> int:
+    checks: list[Check] = [(True, f"config {config.source} is valid")]
+    checks += await check_database(settings)
+    checks += await check_openai(settings, config)
+    platform_checks: list[Callable[[], Awaitable[list[Check]]]] = []
+    if settings.slack_enabled:
+        from bots.slack.doctor import check_slack
+
+        assert settings.slack_bot_token is not None
+        token = settings.slack_bot_token
+        platform_checks.append(lambda: check_slack(token, settings.slack_api_url))
+        if not settings.slack_app_token and not settings.slack_signing_secret:
+            checks.append((False, "SLACK_SIGNING_SECRET is not set: HTTP mode needs it (Slack app → Basic Information), or set SLACK_APP_TOKEN for Socket Mode."))
+    if settings.discord_enabled:
+        from bots.discord.doctor import check_discord
+
+        assert settings.discord_bot_token is not None
+        dtoken = settings.discord_bot_token
+        platform_checks.append(lambda: check_discord(dtoken, settings.discord_api_url))
+    if not settings.slack_enabled and not settings.discord_enabled:
+        checks.append((False, "no chat platform configured: set SLACK_BOT_TOKEN (and SLACK_SIGNING_SECRET or SLACK_APP_TOKEN) and/or DISCORD_BOT_TOKEN."))
+    for check in platform_checks:
+        checks += await check()
+    for ok, text in checks:
+        print(f"{'ok  ' if ok else 'FAIL'} {text}")
+    failed = sum(1 for ok, _ in checks if not ok)
+    print(f"\n{'All good.' if not failed else f'{failed} problem(s) to fix.'}", file=sys.stderr if failed else sys.stdout)
+    return 0 if not failed else 1

@@ -1,0 +1,110 @@
+"""`imaginebot run` / `slack` / `discord`: one asyncio process with the
+adapters, the HTTP server, graceful shutdown and crash recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from typing import Any
+
+from aiohttp import web
+
+from bots.cli import UsageError, open_service
+from bots.server import build_web_app
+from bots.settings import Settings
+from core.config import Config
+from core.models import InterruptedJob
+
+log = logging.getLogger("imaginebot.runner")
+
+NO_ADAPTER = (
+    "No chat platform is configured. Set SLACK_BOT_TOKEN (plus SLACK_SIGNING_SECRET for HTTP mode, "
+    "or SLACK_APP_TOKEN for Socket Mode) and/or DISCORD_BOT_TOKEN, in the environment or in .env."
+)
+
+
+def _check_settings(settings: Settings, only: str | None) -> tuple[bool, bool]:
+    if only == "slack" and not settings.slack_enabled:
+        raise UsageError("SLACK_BOT_TOKEN is not set. Set it (and SLACK_SIGNING_SECRET or SLACK_APP_TOKEN) to run the Slack adapter.")
+    if only == "discord" and not settings.discord_enabled:
+        raise UsageError("DISCORD_BOT_TOKEN is not set. Set it to run the Discord adapter.")
+    want_slack = settings.slack_enabled and only in (None, "slack")
+    want_discord = settings.discord_enabled and only in (None, "discord")
+    if not (want_slack or want_discord):
+        raise UsageError(NO_ADAPTER)
+    if want_slack and not settings.slack_app_token and not settings.slack_signing_secret:
+        raise UsageError("SLACK_SIGNING_SECRET is not set: HTTP mode needs it (Slack app → Basic Information), or set SLACK_APP_TOKEN for Socket Mode.")
+    return want_slack, want_discord
+
+
+async def run(settings: Settings, config: Config, *, only: str | None) -> int:
+    want_slack, want_discord = _check_settings(settings, only)
+    service = await open_service(settings, config)
+    interrupted = await service.recover()
+    adapters: dict[str, Any] = {}
+    slack = discord = None
+    if want_slack:
+        from bots.slack import SlackAdapter
+
+        slack = SlackAdapter(
+            service,
+            config,
+            token=settings.slack_bot_token or "",
+            signing_secret=settings.slack_signing_secret,
+            app_token=settings.slack_app_token,
+            api_url=settings.slack_api_url,
+        )
+        adapters["slack"] = slack
+    if want_discord:
+        from bots.discord import DiscordAdapter
+
+        discord = DiscordAdapter(service, config, token=settings.discord_bot_token or "", api_url=settings.discord_api_url)
+        adapters["discord"] = discord
+
+    app = build_web_app(service, adapters, slack=slack if slack is not None and not settings.slack_app_token else None)
+    web_runner = web.AppRunner(app, access_log=None)
+    await web_runner.setup()
+    await web.TCPSite(web_runner, "0.0.0.0", settings.port).start()
+    log.info("HTTP server listening on port %d", settings.port)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        if slack is not None and settings.slack_app_token:
+            await slack.start_socket_mode()
+        if discord is not None:
+            await discord.start()
+        log.info("imaginebot is running: %s", ", ".join(adapters))
+        await _announce(interrupted, adapters)
+        await stop.wait()
+        log.info("shutting down: letting running jobs finish (up to %.0f s)", config.server.shutdown_grace_seconds)
+    finally:
+        service.stop_accepting()
+        grace = config.server.shutdown_grace_seconds
+        await asyncio.gather(*(a.close(grace) for a in adapters.values()), return_exceptions=True)
+        await web_runner.cleanup()
+        # Anything still reserved now was cut short: refund it and tell its user.
+        leftovers = await service.store.run(service.ledger.refund_own_sync)
+        await _announce(leftovers, adapters)
+        await service.close()
+    log.info("stopped")
+    return 0
+
+
+async def _announce(jobs: list[InterruptedJob], adapters: dict[str, Any]) -> None:
+    """Tell each user whose job a restart cut short, where the platform allows."""
+    for job in jobs:
+        platform = job.requester_key.split(":", 1)[0]
+        adapter = adapters.get(platform)
+        told = False
+        if adapter is not None:
+            try:
+                told = await adapter.announce_interrupted(job)
+            except Exception:  # one unreachable user must not stop the others being told
+                log.warning("could not tell the user of interrupted job %s", job.job_id, exc_info=True)
+        log.info("interrupted job %s refunded; user told: %s", job.job_id, told)

@@ -1,0 +1,63 @@
+"""`imaginebot usage`: spend and images per user and per workspace/server."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+from typing import Any
+
+from bots.settings import Settings
+from core.config import Config
+from core.ledger import Ledger
+from core.store import Store
+
+_QUERY = """
+SELECT {group} AS name,
+       COUNT(*) AS jobs,
+       COALESCE(SUM(CASE WHEN status = 'succeeded' THEN images ELSE 0 END), 0) AS images,
+       COALESCE(SUM(cost_usd), 0) AS usd,
+       COALESCE(SUM(status = 'blocked'), 0) AS blocked,
+       COALESCE(SUM(status IN ('failed', 'interrupted')), 0) AS failed
+FROM jobs WHERE day >= ? GROUP BY {group} ORDER BY usd DESC, images DESC
+"""
+
+
+def usage_rows(store: Store, since_day: str) -> dict[str, list[dict[str, Any]]]:
+    return {
+        "users": store.query(_QUERY.format(group="user_key"), (since_day,)),
+        "workspaces": store.query(_QUERY.format(group="workspace_key"), (since_day,)),
+    }
+
+
+def format_table(title: str, rows: list[dict[str, Any]]) -> str:
+    headers = (title, "jobs", "images", "USD", "blocked", "failed")
+    body = [(r["name"], str(r["jobs"]), str(r["images"]), f"{r['usd']:.4f}", str(r["blocked"]), str(r["failed"])) for r in rows]
+    if not body:
+        return f"{title}: no jobs in this period."
+    widths = [max(len(h), *(len(row[i]) for row in body)) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths)))]
+    lines.append("  ".join("-" * w for w in widths))
+    for row in body:
+        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+    return "\n".join(lines)
+
+
+async def print_usage(settings: Settings, config: Config, *, days: int, as_json: bool) -> int:
+    if days < 1:
+        raise ValueError("--days must be 1 or more.")
+    store = Store(settings.db_path)
+    await store.open()
+    try:
+        ledger = Ledger(store, config)
+        since = (date.fromisoformat(ledger.today()) - timedelta(days=days - 1)).isoformat()
+        data = await store.run(usage_rows, store, since)
+    finally:
+        await store.close()
+    if as_json:
+        print(json.dumps({"since": since, "days": days, **data}, indent=2))
+        return 0
+    print(f"Usage since {since} ({days} day{'s' if days != 1 else ''}, {config.limits.timezone}):\n")
+    print(format_table("user", data["users"]))
+    print()
+    print(format_table("workspace/server", data["workspaces"]))
+    return 0
