@@ -15,19 +15,14 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from bots.compose import UsageError, open_service, read_config
 from bots.settings import Settings
-from core.config import Config, load_config
+from core.config import Config
 from core.errors import ConfigError, ImagineError
 from core.models import Requester, Upload
 from core.options import FORMATS, QUALITIES, build_options
-from core.provider import OpenAIProvider, make_client
-from core.service import ImageService
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
-
-
-class UsageError(Exception):
-    """Wrong invocation or missing setting: exit 2 with this text."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,20 +77,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAIL
     except KeyboardInterrupt:
         return EXIT_FAIL
-
-
-def read_config(settings: Settings) -> Config:
-    path = Path(settings.config_path)
-    if not settings.config_path_explicit and not path.exists():
-        return Config()  # no config file where we run: built-in defaults
-    return load_config(path)
-
-
-async def open_service(settings: Settings, config: Config) -> ImageService:
-    if not settings.openai_api_key:
-        raise UsageError("OPENAI_API_KEY is not set. Set it in the environment or in a .env file.")
-    client = make_client(settings.openai_api_key, base_url=settings.openai_base_url, timeout_seconds=config.openai.timeout_seconds)
-    return await ImageService.open(config, settings.db_path, OpenAIProvider(client, config))
 
 
 def cli_requester() -> Requester:
@@ -181,6 +162,3 @@ async def _discord_sync(settings: Settings, config: Config, guild: int | None) -
     print(f"Registered {count} commands for {where}.")
     return EXIT_OK
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

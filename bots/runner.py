@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bots.cli import UsageError, open_service
+from bots.compose import UsageError, open_service
 from bots.server import build_web_app
 from bots.settings import Settings
 from core.config import Config
