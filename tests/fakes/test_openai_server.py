@@ -22,7 +22,7 @@ from PIL import Image
 
 from tests.fakes.openai_server import FakeOpenAI, RecordedRequest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
