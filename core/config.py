@@ -76,13 +76,15 @@ class LimitsConfig:
     policy_blocks_before_cooldown: int = 3
     cooldown_minutes: int = 60
     roles: Mapping[str, int] = field(default_factory=dict)  # Discord role name or id -> daily images
-    allow_2k: bool = True  # sizes above 2560x1440 are experimental; 2k presets stay allowed
+    allow_2k: bool = True  # false = nothing larger than 1536x1024 (presets included)
     max_pixels: int = 8_294_400
 
 
 @dataclass(frozen=True)
 class PricingConfig:
-    models: Mapping[str, ModelPrice] = field(default_factory=_default_prices)
+    # Merged over the built-in table: a file that prices one model (say, a new
+    # one) must not silently drop the prices of the others it still uses.
+    models: Mapping[str, ModelPrice] = field(default_factory=_default_prices, metadata={"merge_with_default": True})
     # Used only to reserve before the call (the charge comes from `usage`):
     # output image tokens of one 1024x1024 image per quality, scaled by
     # sqrt(pixels / 1024²) for other sizes. Round up: a reservation that is too
@@ -160,6 +162,9 @@ def _build(cls: type, raw: Mapping[str, Any], source: str, prefix: str) -> Any:
             known = ", ".join(sorted(fields))
             raise ConfigError(f"{source}: unknown key '{dotted}'. Known keys here: {known}.")
         values[key] = _convert(hints[key], value, source, dotted)
+        factory = fields[key].default_factory
+        if fields[key].metadata.get("merge_with_default") and callable(factory):
+            values[key] = {**factory(), **values[key]}
     missing = [
         name
         for name, f in fields.items()
@@ -245,11 +250,15 @@ def _check_semantics(cfg: Config) -> None:
             raise ConfigError(f"{src}: 'limits.quality_weights' must give a weight for '{q}'.")
     if cfg.openai.model not in cfg.pricing.models:
         raise ConfigError(
-            f"{src}: no price for model '{cfg.openai.model}'. Add a [pricing.models.\"{cfg.openai.model}\"] table "
+            f"{src}: no price for model '{cfg.openai.model}' (openai.model). Add a [pricing.models.\"{cfg.openai.model}\"] table "
             "with text_input, cached_text_input, image_input, cached_image_input and image_output (USD per 1M tokens)."
         )
     if cfg.openai.transparent_model and cfg.openai.transparent_model not in cfg.pricing.models:
-        raise ConfigError(f"{src}: no price for model '{cfg.openai.transparent_model}' (openai.transparent_model).")
+        raise ConfigError(
+            f"{src}: no price for model '{cfg.openai.transparent_model}' (openai.transparent_model). Add a "
+            f"[pricing.models.\"{cfg.openai.transparent_model}\"] table with text_input, cached_text_input, image_input, "
+            "cached_image_input and image_output (USD per 1M tokens), or set transparent_model = \"\" to refuse transparent backgrounds."
+        )
     if cfg.openai.moderation not in ("auto", "low"):
         raise ConfigError(f"{src}: 'openai.moderation' must be \"auto\" or \"low\", got {cfg.openai.moderation!r}.")
     if cfg.defaults.quality not in ("low", "medium", "high", "auto"):

@@ -8,6 +8,7 @@ decompression bomb is refused before it is decoded.
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from typing import Sequence
 
@@ -35,13 +36,21 @@ def check_input_image(upload: Upload, *, label: str = "image") -> InputImage:
     if len(upload.data) == 0:
         raise InvalidInput(f"“{name}” is empty. Please upload the image again.")
     if len(upload.data) > MAX_INPUT_BYTES:
-        mb = len(upload.data) / 1024 / 1024
-        raise InvalidInput(f"“{name}” is {mb:.0f} MB; images can be at most 50 MB. Please upload a smaller version.")
+        # Rounded up, so a file just over the limit never reads "50 MB; at most 50 MB".
+        mb = math.ceil(len(upload.data) / 1024 / 1024 * 10) / 10
+        raise InvalidInput(f"“{name}” is {mb:.1f} MB; images can be at most 50 MB. Please upload a smaller version.")
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             im = Image.open(io.BytesIO(upload.data))
-        except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning, OSError, ValueError):
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            # Pillow refuses these from the header alone (above its own ~89 MP
+            # limit), before our own check below can name the dimensions.
+            raise InvalidInput(
+                f"“{name}” has far too many pixels to process (at most {MAX_INPUT_PIXELS // 1_000_000} megapixels). "
+                "Please resize it and try again."
+            ) from None
+        except (UnidentifiedImageError, OSError, ValueError):
             raise InvalidInput(
                 f"“{name}” is not an image I can read. Upload a PNG, JPEG or WebP picture."
             ) from None

@@ -38,8 +38,9 @@ _FLAG_ALIASES = {"count": "n", "q": "quality", "s": "size", "fmt": "format", "bg
 def normalize_size(value: str, config: Config) -> str:
     """A preset name or WxH → "WxH" (or "auto"), checked against the API's rules."""
     v = value.strip().lower()
-    if v in SIZE_PRESETS:
-        return SIZE_PRESETS[v]
+    # Presets go through the same checks: "2k" must not slip past a server
+    # that refuses 2048x2048 (limits.allow_2k, limits.max_pixels).
+    v = SIZE_PRESETS.get(v, v)
     if v == "auto":
         return "auto"
     m = _WXH.match(v)
@@ -115,6 +116,21 @@ def build_options(
         if not 0 <= compression <= 100:
             raise InvalidInput("Compression must be between 0 and 100.")
     return ImageOptions(size=size_v, quality=quality_v, n=n_v, format=fmt, background=bg, compression=compression)
+
+
+def check_options(config: Config, options: ImageOptions) -> ImageOptions:
+    """`options` checked by the same rules as `build_options` (presets become
+    WxH). The service calls this on whatever an adapter hands it, so options
+    built by hand can never send a size the API refuses, or spend money on it."""
+    return build_options(
+        config,
+        size=options.size,
+        quality=options.quality,
+        n=options.n,
+        format=options.format,
+        background=options.background,
+        compression=options.compression,
+    )
 
 
 def check_prompt(prompt: str) -> str:

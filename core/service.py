@@ -45,7 +45,7 @@ from core.models import (
     Requester,
     Upload,
 )
-from core.options import CLASSIC_SIZES, check_prompt
+from core.options import CLASSIC_SIZES, check_options, check_prompt
 from core.pricing import cost_usd, estimate_usd, weighted_units
 from core.progress import ProgressReporter
 from core.provider import ImageProvider, ProviderResult, safety_identifier
@@ -105,6 +105,7 @@ class ImageService:
         notify: Mapping[str, Any] | None = None,
     ) -> ImageResult:
         check_prompt(prompt)
+        options = check_options(self.config, options)
         return await self._run(requester, "generate", prompt, options, (), None, progress, notify)
 
     async def edit(
@@ -119,6 +120,7 @@ class ImageService:
         notify: Mapping[str, Any] | None = None,
     ) -> ImageResult:
         check_prompt(prompt)
+        options = check_options(self.config, options)  # cheap checks before decoding images
         # Decoding large images takes real CPU time: keep it off the event loop.
         inputs, checked_mask = await asyncio.to_thread(check_edit_inputs, images, mask)
         return await self._run(requester, "edit", prompt, options, tuple(inputs), checked_mask, progress, notify)
@@ -152,19 +154,29 @@ class ImageService:
         model = self.model_for(options)
         if options.n > self.config.limits.max_images_per_request:
             raise InvalidInput(f"You can ask for 1 to {self.config.limits.max_images_per_request} images at a time, not {options.n}.")
-        reservation = await self.store.run(
-            lambda: self.ledger.reserve_sync(
-                requester,
-                kind=kind,
-                prompt=prompt,
-                options=options,
-                model=model,
-                units=weighted_units(self.config, options),
-                usd=estimate_usd(self.config, model, options, prompt, len(inputs)),
-                input_images=len(inputs),
-                notify=notify,
+        reserving = asyncio.ensure_future(
+            self.store.run(
+                lambda: self.ledger.reserve_sync(
+                    requester,
+                    kind=kind,
+                    prompt=prompt,
+                    options=options,
+                    model=model,
+                    units=weighted_units(self.config, options),
+                    usd=estimate_usd(self.config, model, options, prompt, len(inputs)),
+                    input_images=len(inputs),
+                    notify=notify,
+                )
             )
         )
+        try:
+            reservation = await asyncio.shield(reserving)
+        except asyncio.CancelledError:
+            # Cancelled while the database thread writes the reservation: it
+            # commits there all the same, so wait for it and give it back.
+            with contextlib.suppress(ImagineError):  # refused (limit, cool-down…): nothing to give back
+                await self._refund(await reserving, "cancelled", None)
+            raise
         job_id = reservation.job_id
         started = time.monotonic()
         reporter = ProgressReporter(job_id, progress, interval=self.progress_interval, started=started)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -89,6 +90,21 @@ def _create_schema(db: sqlite_utils.Database) -> None:
     )
 
 
+def _enable_wal(conn: sqlite3.Connection, *, patience: float = 30.0) -> None:
+    """Switch to WAL. Two processes opening a new database at once race for
+    the exclusive lock this takes, and SQLite answers "database is locked" at
+    once instead of waiting (its busy handler is not used here): retry."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 class Store:
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
@@ -100,7 +116,7 @@ class Store:
         # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so that a
         # check-then-insert cannot interleave with another process's.
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
+        _enable_wal(conn)
         conn.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes; WAL keeps it consistent
         conn.execute("PRAGMA busy_timeout=30000")
         self._conn = conn
