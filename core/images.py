@@ -19,9 +19,15 @@ from core.models import InputImage, Upload
 
 MAX_INPUT_BYTES = 50 * 1024 * 1024
 MAX_INPUT_IMAGES = 16
+MAX_MASK_BYTES = 4 * 1024 * 1024  # the API's limit for masks
 # Far above any photo a phone takes (~50 MP) and far below what would exhaust
 # memory when decoded (RGBA at 64 MP is 256 MB).
 MAX_INPUT_PIXELS = 64_000_000
+
+# Between Pillow's warning and error thresholds an image only warns; our own
+# pixel check refuses it with its dimensions, so the warning is noise. Set once
+# at import: warnings.catch_warnings() per call is not thread-safe.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 _API_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 # Formats people upload that the API does not take: converted to PNG.
@@ -39,32 +45,28 @@ def check_input_image(upload: Upload, *, label: str = "image") -> InputImage:
         # Rounded up, so a file just over the limit never reads "50 MB; at most 50 MB".
         mb = math.ceil(len(upload.data) / 1024 / 1024 * 10) / 10
         raise InvalidInput(f"“{name}” is {mb:.1f} MB; images can be at most 50 MB. Please upload a smaller version.")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            im = Image.open(io.BytesIO(upload.data))
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            # Pillow refuses these from the header alone (above its own ~89 MP
-            # limit), before our own check below can name the dimensions.
-            raise InvalidInput(
-                f"“{name}” has far too many pixels to process (at most {MAX_INPUT_PIXELS // 1_000_000} megapixels). "
-                "Please resize it and try again."
-            ) from None
-        except (UnidentifiedImageError, OSError, ValueError):
-            raise InvalidInput(
-                f"“{name}” is not an image I can read. Upload a PNG, JPEG or WebP picture."
-            ) from None
-        width, height = im.size
-        if width * height > MAX_INPUT_PIXELS:
-            raise InvalidInput(
-                f"“{name}” is {width}x{height} pixels, which is too large to process "
-                f"(at most {MAX_INPUT_PIXELS // 1_000_000} megapixels). Please resize it and try again."
-            )
-        fmt = im.format or ""
-        try:
-            im.load()  # a truncated or corrupt file fails here, not at the API
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombWarning, Image.DecompressionBombError):
-            raise InvalidInput(f"“{name}” looks damaged and could not be read. Please upload it again.") from None
+    try:
+        im = Image.open(io.BytesIO(upload.data))
+    except Image.DecompressionBombError:
+        # Pillow refuses these from the header alone (above twice its own
+        # ~89 MP limit), before our own check below can name the dimensions.
+        raise InvalidInput(
+            f"“{name}” has far too many pixels to process (at most {MAX_INPUT_PIXELS // 1_000_000} megapixels). "
+            "Please resize it and try again."
+        ) from None
+    except (UnidentifiedImageError, OSError, ValueError):
+        raise InvalidInput(f"“{name}” is not an image I can read. Upload a PNG, JPEG or WebP picture.") from None
+    width, height = im.size
+    if width * height > MAX_INPUT_PIXELS:
+        raise InvalidInput(
+            f"“{name}” is {width}x{height} pixels, which is too large to process "
+            f"(at most {MAX_INPUT_PIXELS // 1_000_000} megapixels). Please resize it and try again."
+        )
+    fmt = im.format or ""
+    try:
+        im.load()  # a truncated or corrupt file fails here, not at the API
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        raise InvalidInput(f"“{name}” looks damaged and could not be read. Please upload it again.") from None
     has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
     if fmt in _API_FORMATS:
         data, mime = upload.data, _API_FORMATS[fmt]
@@ -74,6 +76,8 @@ def check_input_image(upload: Upload, *, label: str = "image") -> InputImage:
         buf = io.BytesIO()
         frame.save(buf, format="PNG", compress_level=1)
         data, mime = buf.getvalue(), "image/png"
+        if len(data) > MAX_INPUT_BYTES:
+            raise InvalidInput(f"“{name}” becomes larger than 50 MB as a PNG. Please upload it as a PNG, JPEG or WebP under 50 MB.")
     else:
         raise InvalidInput(f"“{name}” is a {fmt or 'file'} image, which I can't use. Upload a PNG, JPEG or WebP picture.")
     stem = (upload.filename.rsplit(".", 1)[0] if upload.filename else label) or label
@@ -93,6 +97,8 @@ def check_edit_inputs(images: Sequence[Upload], mask: Upload | None) -> tuple[li
     checked_mask = None
     if mask is not None:
         checked_mask = check_input_image(mask, label="mask")
+        if len(checked_mask.data) > MAX_MASK_BYTES:
+            raise InvalidInput("The mask must be smaller than 4 MB. Save it as a PNG with fewer colours or a smaller size.")
         first = checked[0]
         if checked_mask.mime != "image/png" or not checked_mask.has_alpha:
             raise InvalidInput(

@@ -30,6 +30,10 @@ Clock = Callable[[], datetime]
 # and its reservations are refunded by the next process that starts.
 STALE_WORKER_SECONDS = 120.0
 HEARTBEAT_SECONDS = 30.0
+# Ledgers alive in this process: a second service on the same database in the
+# same process (tests, tools) shares our pid and must not be taken for a
+# previous incarnation of it.
+_LIVE_WORKERS: set[str] = set()
 
 
 def utc_now() -> datetime:
@@ -54,6 +58,7 @@ class Ledger:
         self.worker = uuid.uuid4().hex
         self.host = socket.gethostname()
         self.pid = os.getpid()
+        _LIVE_WORKERS.add(self.worker)
 
     # -- days -------------------------------------------------------------
 
@@ -333,6 +338,7 @@ class Ledger:
             )
 
     def retire_sync(self) -> None:
+        _LIVE_WORKERS.discard(self.worker)
         with self.store.transaction() as conn:
             conn.execute("DELETE FROM workers WHERE token = ?", (self.worker,))
 
@@ -348,9 +354,9 @@ class Ledger:
                 r[0]: (r[1], r[2], r[3]) for r in conn.execute("SELECT token, host, pid, heartbeat_at FROM workers").fetchall()
             }
             owners = [r[0] for r in conn.execute("SELECT DISTINCT owner FROM jobs WHERE status = 'reserved'").fetchall()]
-            gone = [o for o in owners if o != self.worker and (o not in workers or self._worker_gone(*workers[o], now=now))]
+            gone = [o for o in owners if o != self.worker and (o not in workers or self._worker_gone(o, *workers[o], now=now))]
             interrupted = [job for owner in gone for job in self._interrupt_jobs_of(conn, owner, now)]
-            dead = [t for t, w in workers.items() if t != self.worker and self._worker_gone(*w, now=now)]
+            dead = [t for t, w in workers.items() if t != self.worker and self._worker_gone(t, *w, now=now)]
             conn.executemany("DELETE FROM workers WHERE token = ?", [(t,) for t in dead])
         return interrupted
 
@@ -381,11 +387,13 @@ class Ledger:
             for job_id, user_key, kind, prompt, notify, created_at in rows
         ]
 
-    def _worker_gone(self, host: str, pid: int, heartbeat_at: float, *, now: float) -> bool:
+    def _worker_gone(self, token: str, host: str, pid: int, heartbeat_at: float, *, now: float) -> bool:
         if now - heartbeat_at > STALE_WORKER_SECONDS:
             return True
         if host == self.host:
-            return pid == self.pid or not _pid_alive(pid)
+            if pid == self.pid:
+                return token not in _LIVE_WORKERS
+            return not _pid_alive(pid)
         return False
 
 

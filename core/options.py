@@ -32,6 +32,8 @@ CLASSIC_SIZES = ("auto", "1024x1024", "1536x1024", "1024x1536")
 
 _WXH = re.compile(r"^(\d{2,5})\s*[x×]\s*(\d{2,5})$")
 _FLAGS = ("size", "quality", "n", "format", "background")
+# "—" and "–" count as "--": phones and macOS turn a typed double dash into a dash.
+_FLAG_PREFIXES = ("--", "—", "–")
 _FLAG_ALIASES = {"count": "n", "q": "quality", "s": "size", "fmt": "format", "bg": "background"}
 
 
@@ -158,19 +160,23 @@ def parse_command(text: str, config: Config) -> tuple[str, ImageOptions]:
     i = 0
     while i < len(tokens):
         start, end, tok = tokens[i]
-        if not (tok.startswith("--") or tok.startswith("—")) or tok in ("--", "—"):
+        if not tok.startswith(_FLAG_PREFIXES) or tok in _FLAG_PREFIXES:
             i += 1
             continue
-        body = tok.lstrip("-—")
+        body = tok.lstrip("-—–")
         name, eq, value = body.partition("=")
         name = _FLAG_ALIASES.get(name.lower(), name.lower())
+        if name not in _FLAGS and not tok.startswith("--"):
+            # "a fox —the best one": a dash that is punctuation, not an option.
+            i += 1
+            continue
         if name not in _FLAGS:
             known = ", ".join("--" + f for f in _FLAGS)
             raise InvalidInput(f"I don't know the option “{tok}”. You can use {known}.")
         if name in flags:
             raise InvalidInput(f"The option --{name} appears twice. Give it once.")
         if not eq:
-            if i + 1 >= len(tokens) or tokens[i + 1][2].startswith(("--", "—")):
+            if i + 1 >= len(tokens) or tokens[i + 1][2].startswith(_FLAG_PREFIXES):
                 raise InvalidInput(f"The option --{name} needs a value, for example --{name} {_example(name)}.")
             i += 1
             value, end = tokens[i][2], tokens[i][1]

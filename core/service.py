@@ -91,6 +91,9 @@ class ImageService:
         await store.open()
         service = cls(config, store, provider, **kwargs)
         await store.run(service.ledger.heartbeat_sync)
+        # Beat from the start: another process's recover() takes a silent
+        # process for dead and refunds its jobs, so a long CLI job must beat too.
+        service._heartbeat = asyncio.create_task(service._beat(), name="imaginebot-heartbeat")
         return service
 
     # -- jobs -------------------------------------------------------------
@@ -269,9 +272,9 @@ class ImageService:
         timeout = self.config.openai.timeout_seconds
         # The SDK has its own timeout per attempt; this one bounds the whole
         # call with its retry waits, so a job cannot hang forever.
-        budget = timeout * (1 + self.config.openai.server_error_retries) + self.config.openai.max_retry_wait_seconds * (
-            self.config.openai.rate_limit_retries
-        )
+        cfg = self.config.openai
+        attempts = 1 + cfg.server_error_retries + cfg.rate_limit_retries
+        budget = timeout * attempts + cfg.max_retry_wait_seconds * cfg.rate_limit_retries + cfg.server_error_retries * 2.0
         if kind == "edit":
             call = self.provider.edit(model=model, prompt=prompt, options=options, images=inputs, mask=mask, user_tag=tag)
         else:

@@ -166,3 +166,16 @@ async def test_other_formats_are_converted_to_png(
     assert part.data.startswith(PNG_SIGNATURE)
     converted = Image.open(io.BytesIO(part.data))
     assert converted.format == "PNG" and converted.size == (80, 48)
+
+
+async def test_mask_over_the_apis_4_mb_is_refused_locally(make_service: MakeService, fake_openai: FakeOpenAI) -> None:
+    import os
+
+    # Noise does not compress: 1100x1100 RGBA is about 4.6 MB as a PNG.
+    noise = Image.frombytes("RGBA", (1100, 1100), os.urandom(1100 * 1100 * 4))
+    buf = io.BytesIO()
+    noise.save(buf, "PNG", compress_level=0)
+    assert len(buf.getvalue()) > 4 * 1024 * 1024
+    service = await make_service()
+    edit = service.edit(PERSON, "make it blue", [Upload("a.png", png(1100, 1100))], ImageOptions(), mask=Upload("m.png", buf.getvalue()))
+    assert "The mask must be smaller than 4 MB" in await refused(service, fake_openai, edit)

@@ -435,3 +435,19 @@ async def test_fewer_images_than_asked_cost_fewer_units(make_service: MakeServic
     assert (await service.quota(person)).used == 4.0
 
 
+
+
+async def test_two_live_services_in_one_process_never_refund_each_other(make_service: MakeService, fake_openai: FakeOpenAI, tmp_path: Path) -> None:
+    """Same pid, same database: the second one's recover() must not take the
+    first for a previous incarnation of itself."""
+    db = tmp_path / "shared.db"
+    first = await make_service(db_path=db)
+    second = await make_service(db_path=db)
+    fake_openai.latency = 1.0
+    job = asyncio.create_task(first.generate(member("U9"), "a slow fox", ImageOptions()))
+    while not await job_rows(first, "status = 'reserved'"):
+        await asyncio.sleep(0.01)
+    assert await second.recover() == []
+    result = await job
+    assert len(result.images) == 1
+    assert [r["status"] for r in await job_rows(first)] == ["succeeded"]

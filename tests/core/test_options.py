@@ -101,7 +101,6 @@ def test_size_limits_from_config() -> None:
     ("text", "message"),
     [
         ("a fox --style vivid", "I don't know the option “--style”. You can use --size, --quality, --n, --format, --background."),
-        ("a fox —style vivid", "I don't know the option “—style”"),
         ("a fox --quality ultra", "I don't know the quality “ultra”. Use low, medium, high or auto."),
         ("a fox --format gif", "I don't know the format “gif”. Use png, jpeg or webp."),
         ("a fox --background green", "I don't know the background “green”"),
@@ -186,3 +185,11 @@ def test_compression_rules() -> None:
     with pytest.raises(InvalidInput) as info:
         build_options(CONFIG, format="jpeg", compression=101)
     assert "between 0 and 100" in info.value.user_message
+
+
+def test_a_dash_before_an_unknown_word_is_punctuation_not_an_option() -> None:
+    # Only "--" marks an unknown option; "—"/"–" before a word that is no
+    # option is prose (autocorrected dashes are common in real prompts).
+    prompt, options = parse_command("a fox —the best one –size landscape", Config())
+    assert prompt == "a fox —the best one"
+    assert options.size == "1536x1024"
