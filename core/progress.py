@@ -17,6 +17,8 @@ from core.models import Progress, ProgressCallback
 
 log = logging.getLogger("imaginebot.core")
 
+MIN_GAP = 1.0  # seconds between two reports of the same state
+
 
 class ProgressReporter:
     def __init__(self, job_id: str, callback: ProgressCallback | None, *, interval: float, started: float) -> None:
@@ -46,10 +48,20 @@ class ProgressReporter:
 
     async def _report(self) -> None:
         assert self.callback is not None
+        last_state, last_sent = "", 0.0
         while True:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), timeout=self.interval)
+            # Positions move on every slot release, for every waiter: report
+            # them at most once per MIN_GAP (the latest one wins), so a long
+            # queue costs each job a few updates, not one per release.
+            deadline = last_sent + MIN_GAP
+            while self.state == last_state and (left := deadline - time.monotonic()) > 0:
+                self._changed.clear()
+                with contextlib.suppress(asyncio.TimeoutError):  # a change of state ends the wait
+                    await asyncio.wait_for(self._changed.wait(), timeout=left)
             self._changed.clear()
+            last_state, last_sent = self.state, time.monotonic()
             progress = Progress(
                 job_id=self.job_id,
                 state="running" if self.state == "running" else "queued",

@@ -483,3 +483,23 @@ async def test_queue_positions_then_running(make_service: MakeService, fake_open
         queued_positions = [e.position or 0 for e in events if e.state == "queued"]
         assert queued_positions == sorted(queued_positions, reverse=True), (name, events)  # only ever moves up
     assert fake_openai.max_in_flight == 1
+
+
+async def test_queue_position_updates_are_coalesced(make_service: MakeService, fake_openai: FakeOpenAI) -> None:
+    """Every release moves every waiter up one place; each job hears of it a
+    few times, not once per release (a long queue would flood the platform)."""
+    service = await make_service(openai={"max_concurrent_calls": 1}, limits={"daily_images_per_user": 100})
+    fake_openai.latency = 0.03
+    counts: dict[int, int] = {}
+
+    def recorder(i: int) -> Any:
+        async def on_progress(progress: Progress) -> None:
+            if progress.state == "queued":
+                counts[i] = counts.get(i, 0) + 1
+
+        return on_progress
+
+    jobs = [service.generate(member(user=f"U{i}"), FOX, ImageOptions(quality="low"), progress=recorder(i)) for i in range(30)]
+    await asyncio.gather(*jobs)
+    # The last of 30 moved up 29 times in about 1 s; uncoalesced it would hear 29 positions.
+    assert max(counts.values()) <= 4, counts
