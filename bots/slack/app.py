@@ -1,0 +1,609 @@
+"""The Slack adapter: bolt's AsyncApp, its listeners, HTTP and Socket Mode.
+
+Each listener acks at once (bolt answers Slack's HTTP request or Socket Mode
+envelope as soon as `ack()` is called) and leaves the slow work — SQLite,
+OpenAI, downloads, uploads — to a task this adapter keeps, caps and drains.
+The work itself is thin: read the payload → ImageService → render.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import uuid
+from typing import Any, Awaitable, Callable, Coroutine, Mapping, Sequence
+
+import aiohttp
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bots.slack import render
+from bots.slack.admin_commands import AdminCommand, parse_admin_command
+from bots.slack.admins import AdminDirectory
+from bots.slack.files import download_images, files_by_id, image_files, latest_bot_images
+from bots.slack.payloads import (
+    Origin,
+    command_origin,
+    mentioned_users,
+    names_size,
+    requester,
+    strip_mention,
+    team_of,
+    unescape,
+    user_key,
+)
+from bots.slack.placeholder import Placeholder, UpdateBudget, slack_error
+from bots.slack.replies import Outcome, PrivateReplies
+from bots.slack.tasks import BackgroundTasks
+from core.config import Config
+from core.errors import ConfigError, ImagineError, InvalidInput
+from core.images import MAX_INPUT_IMAGES
+from core.models import ImageOptions, ImageResult, InterruptedJob, ProgressCallback
+from core.options import build_options, parse_command
+from core.service import ImageService
+
+log = logging.getLogger("imaginebot.slack")
+
+DEFAULT_API_URL = "https://slack.com/api/"
+COMMAND_IMAGINE = "/imagine"
+COMMAND_QUOTA = "/imagine-quota"
+COMMAND_ADMIN = "/imagine-admin"
+# Every event the manifest subscribes to has a listener here.
+SUBSCRIBED_EVENTS = ("app_mention",)
+
+# Per Slack call; uploads of a few MB over a slow link need more than the SDK's 30 s.
+SLACK_TIMEOUT_SECONDS = 60.0
+# Posting images that are already paid for may finish after a shutdown began.
+UPLOAD_GRACE_SECONDS = 30.0
+
+JobCall = Callable[[ProgressCallback, Mapping[str, Any]], Awaitable[ImageResult]]
+
+
+@dataclasses.dataclass
+class _Job:
+    """One running job, as the cancel button and the placeholder see it."""
+
+    origin: Origin
+    task: asyncio.Task[Any]
+    placeholder: Placeholder | None = None
+    in_call: bool = False  # inside ImageService: cancelling now is refunded by the core
+    stop_reason: str | None = None  # "cancelled" (the user's button) or "unreachable"
+
+    def stop(self, reason: str) -> bool:
+        if not self.in_call or self.stop_reason is not None:
+            return False
+        self.stop_reason = reason
+        self.task.cancel()
+        return True
+
+
+class SlackAdapter:
+    def __init__(
+        self,
+        service: ImageService,
+        config: Config,
+        *,
+        token: str,
+        signing_secret: str | None,
+        app_token: str | None = None,
+        api_url: str | None = None,
+    ) -> None:
+        if not signing_secret and not app_token:
+            raise ConfigError(
+                "Slack needs SLACK_SIGNING_SECRET for HTTP mode (Slack app → Basic Information → Signing Secret), "
+                "or SLACK_APP_TOKEN (an xapp- token with connections:write) for Socket Mode."
+            )
+        self.service = service
+        self.config = config
+        self.api_url = api_url or DEFAULT_API_URL
+        self._token = token
+        self._signing_secret = signing_secret or None
+        self._app_token = app_token or None
+        self.client = AsyncWebClient(token=token, base_url=self.api_url)
+        # The client carries the token; bolt takes it from there. Without a
+        # signing secret (Socket Mode only) HTTP requests are refused in
+        # handle_http, never accepted unverified.
+        self.app = AsyncApp(
+            client=self.client,
+            signing_secret=self._signing_secret or "",
+            request_verification_enabled=self._signing_secret is not None,
+            process_before_response=False,
+            logger=logging.getLogger("imaginebot.slack.bolt"),
+            name="imaginebot",
+        )
+        self.replies = PrivateReplies(self.client)
+        self.admins = AdminDirectory(self.client)
+        self._tasks = BackgroundTasks(config.server.max_background_tasks)
+        self._jobs: list[_Job] = []
+        self._update_budget = UpdateBudget()
+        self._socket: AsyncSocketModeHandler | None = None
+        self._closing = False
+        self._closed = False
+        self._register()
+
+    # -- wiring --------------------------------------------------------------
+
+    def _register(self) -> None:
+        app = self.app
+        app.command(COMMAND_IMAGINE)(self._on_imagine)
+        app.command(COMMAND_QUOTA)(self._on_quota)
+        app.command(COMMAND_ADMIN)(self._on_admin)
+        app.shortcut(render.EDIT_SHORTCUT_CALLBACK_ID)(self._on_edit_shortcut)
+        app.view(render.EDIT_MODAL_CALLBACK_ID)(self._on_edit_submit)
+        app.action(render.CANCEL_ACTION_ID)(self._on_cancel)
+        app.event("app_mention")(self._on_mention)
+        app.error(self._on_error)
+
+    def _session(self) -> aiohttp.ClientSession:
+        """One HTTP session for the Web API, uploads, response_urls and
+        downloads (made lazily: it must be created inside the event loop).
+        No cookie jar: nothing one host sets may travel to another."""
+        session = self.client.session
+        if session is None or session.closed:
+            # The SDK applies its own timeout only to sessions it creates itself.
+            session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar(), timeout=aiohttp.ClientTimeout(total=SLACK_TIMEOUT_SECONDS))
+            self.client.session = session
+        return session
+
+    # -- entry points for the runner --------------------------------------------
+
+    async def handle_http(self, request: web.Request) -> web.Response:
+        """POST /slack/events: slash commands, events and interactivity."""
+        if self._signing_secret is None:
+            return web.Response(status=401, text="This bot takes Slack requests over Socket Mode only.")
+        if self._closed:
+            return web.Response(status=503, text="shutting down")
+        self._session()
+        bolt_response = await self.app.async_dispatch(await to_bolt_request(request))
+        return await to_aiohttp_response(bolt_response)
+
+    async def start_socket_mode(self) -> None:
+        """Connect to Slack over Socket Mode and return; the connection lives
+        (and reconnects) in the background until close()."""
+        if self._app_token is None:
+            raise ConfigError("Socket Mode needs SLACK_APP_TOKEN (an xapp- token with connections:write).")
+        self._session()
+        # Ask for the connection URL ourselves first: a refused app token is a
+        # config error to report, where the SDK would retry it forever.
+        try:
+            opened = await self.client.apps_connections_open(app_token=self._app_token)
+        except SlackApiError as e:
+            raise ConfigError(
+                f"Slack refused SLACK_APP_TOKEN ({slack_error(e)}). Create an app-level token with the "
+                "connections:write scope (Slack app → Basic Information → App-Level Tokens) and enable Socket Mode."
+            ) from None
+        self._socket = AsyncSocketModeHandler(self.app, self._app_token, web_client=self.client)
+        self._socket.client.wss_uri = opened["url"]
+        await self._socket.connect_async()
+
+    @property
+    def healthy(self) -> bool:
+        if self._closing:
+            return False
+        if self._socket is not None:
+            session = self._socket.client.current_session
+            return session is not None and not session.closed
+        return True
+
+    async def close(self, grace_seconds: float = 0) -> None:
+        """Stop taking new work; let running jobs finish for `grace_seconds`,
+        then cancel the rest (the core refunds them; each user is told)."""
+        self._closing = True
+        if not await self._tasks.wait(grace_seconds):
+            log.warning("cancelling %d Slack job(s) still running after %.0f s", len(self._tasks), grace_seconds)
+            await self._tasks.cancel_all()
+        self._closed = True
+        if self._socket is not None:
+            await self._socket.close_async()
+        if self.client.session is not None:
+            await self.client.session.close()
+
+    async def wait_for_jobs(self, timeout: float | None = None) -> bool:
+        """Wait until no background work is left (tests, benchmarks); True if idle."""
+        return await self._tasks.wait(timeout)
+
+    async def announce_interrupted(self, job: InterruptedJob) -> bool:
+        notify = job.notify
+        if notify.get("platform") != "slack" or not notify.get("user"):
+            return False
+        origin = Origin(
+            team=str(notify.get("team") or ""),
+            user=str(notify["user"]),
+            channel=str(notify.get("channel") or ""),
+            thread_ts=notify.get("thread_ts") or None,
+            response_url=notify.get("slack_response_url") or None,
+            user_thread_ts=notify.get("user_thread_ts") or None,
+        )
+        self._session()
+        try:
+            return await self.replies.send(origin, render.render_interrupted(job))
+        finally:
+            if self._closed and self.client.session is not None:
+                # The runner announces leftovers after close(): leave no session open.
+                await self.client.session.close()
+
+    # -- listeners: ack first, work in a task -------------------------------------
+
+    def _spawn(self, origin: Origin, work: Callable[[Outcome], Awaitable[None]], name: str) -> bool:
+        """Run `work` after the ack; False (and nothing started) at the cap."""
+        return self._tasks.try_spawn(self._serve(origin, work), name=f"{name}-{origin.user}") is not None
+
+    async def _serve(self, origin: Origin, work: Callable[[Outcome], Awaitable[None]]) -> None:
+        """Whatever happens inside `work`, its user ends up with one answer."""
+        outcome = Outcome(self.replies, origin)
+        try:
+            await work(outcome)
+        except asyncio.CancelledError:
+            # Shutdown: the core has refunded what was reserved.
+            await asyncio.shield(outcome.tell(render.render_restarting()))
+            raise
+        except Exception:
+            reference = uuid.uuid4().hex[:12]
+            log.exception("Slack request failed unexpectedly (reference %s)", reference)
+            await outcome.tell(render.render_unexpected(reference))
+
+    async def _on_imagine(self, ack: AsyncAck, command: dict[str, Any]) -> None:
+        if self._closing:
+            await ack(text=render.render_restarting(), response_type="ephemeral")
+            return
+        try:
+            prompt, options = parse_command(unescape(command.get("text", "")), self.config)
+        except InvalidInput as e:
+            await ack(text=render.render_error(e), response_type="ephemeral")
+            return
+        started = self._spawn(command_origin(command), lambda out: self._generate(out, prompt, options), "slack-imagine")
+        await (ack() if started else ack(text=render.render_busy(), response_type="ephemeral"))
+
+    async def _on_quota(self, ack: AsyncAck, command: dict[str, Any]) -> None:
+        if self._closing:
+            await ack(text=render.render_restarting(), response_type="ephemeral")
+            return
+        text = command.get("text", "")
+        started = self._spawn(command_origin(command), lambda out: self._quota(out, text), "slack-quota")
+        await (ack() if started else ack(text=render.render_busy(), response_type="ephemeral"))
+
+    async def _on_admin(self, ack: AsyncAck, command: dict[str, Any]) -> None:
+        if self._closing:
+            await ack(text=render.render_restarting(), response_type="ephemeral")
+            return
+        parsed = parse_admin_command(command.get("text", ""))
+        if parsed is None:
+            await ack(text=render.render_admin_help(), response_type="ephemeral")
+            return
+        started = self._spawn(command_origin(command), lambda out: self._admin(out, parsed), "slack-admin")
+        await (ack() if started else ack(text=render.render_busy(), response_type="ephemeral"))
+
+    async def _on_edit_shortcut(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        message = body.get("message") or {}
+        origin = Origin(
+            team=team_of(body),
+            user=body.get("user", {}).get("id", ""),
+            channel=body.get("channel", {}).get("id", ""),
+            thread_ts=message.get("thread_ts") or message.get("ts"),
+            response_url=body.get("response_url"),
+            user_thread_ts=message.get("thread_ts"),
+        )
+        trigger_id = body.get("trigger_id", "")
+        if self._closing:
+            await self.replies.send(origin, render.render_restarting())
+        elif not self._spawn(origin, lambda out: self._open_edit_modal(out, trigger_id, message), "slack-edit-modal"):
+            await self.replies.send(origin, render.render_busy())
+
+    async def _on_edit_submit(self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+        values = view.get("state", {}).get("values", {})
+        instruction = (values.get("instruction", {}).get("value", {}).get("value") or "").strip()
+
+        def chosen(block: str) -> str | None:
+            option = values.get(block, {}).get("value", {}).get("selected_option")
+            return option.get("value") if option else None
+
+        # Problems with the form are shown in the form, which stays open.
+        if not instruction:
+            await ack(response_action="errors", errors={"instruction": "Tell me what to change."})
+            return
+        if self._closing:
+            await ack(response_action="errors", errors={"instruction": render.render_restarting()})
+            return
+        try:
+            options = build_options(self.config, size=chosen("size"), quality=chosen("quality"), n=chosen("count"))
+        except InvalidInput as e:
+            await ack(response_action="errors", errors={"size": e.user_message})
+            return
+        meta = json.loads(view.get("private_metadata") or "{}")
+        origin = Origin(
+            team=team_of(body),
+            user=body.get("user", {}).get("id", ""),
+            channel=meta.get("c", ""),
+            thread_ts=meta.get("t"),
+            response_url=meta.get("r"),
+            user_thread_ts=meta.get("u"),
+        )
+        file_ids = list(meta.get("f", []))
+        if not self._spawn(origin, lambda out: self._edit_from_modal(out, instruction, file_ids, options), "slack-edit"):
+            await ack(response_action="errors", errors={"instruction": render.render_busy()})
+            return
+        await ack()
+
+    async def _on_cancel(self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        job_id = action.get("value", "")
+        clicker = body.get("user", {}).get("id", "")
+        job = next((j for j in self._jobs if j.placeholder is not None and j.placeholder.job_id == job_id), None)
+        if job is None:
+            return  # already over: its outcome is on its way
+        origin = Origin(
+            team=team_of(body),
+            user=clicker,
+            channel=body.get("channel", {}).get("id", ""),
+            response_url=body.get("response_url"),
+            user_thread_ts=body.get("message", {}).get("thread_ts"),
+        )
+        if job.origin.user != clicker:
+            await self.replies.send(origin, render.render_cancel_not_yours(job.origin.user))
+        elif job.placeholder is None or job.placeholder.state != "queued" or not job.stop("cancelled"):
+            await self.replies.send(origin, render.render_cancel_too_late())
+
+    async def _on_mention(self, body: dict[str, Any], event: dict[str, Any], context: Any) -> None:
+        # bolt has already acked: events are acknowledged before listeners run.
+        origin = Origin(
+            team=team_of(body) or event.get("team", ""),
+            user=event.get("user", ""),
+            channel=event.get("channel", ""),
+            thread_ts=event.get("thread_ts") or event.get("ts"),
+            user_thread_ts=event.get("thread_ts"),
+        )
+        event_key = f"slack:event:{body.get('event_id') or origin.channel + ':' + str(event.get('ts'))}"
+        bot_user_id = context.bot_user_id or ""
+        if self._closing:
+            await self.replies.send(origin, render.render_restarting())
+        elif not self._spawn(origin, lambda out: self._mention(out, event, event_key, bot_user_id), "slack-mention"):
+            await self.replies.send(origin, render.render_busy())
+
+    async def _on_error(self, error: Exception, body: dict[str, Any]) -> None:
+        """Last resort for a bug in a listener: log it, apologise with a reference."""
+        reference = uuid.uuid4().hex[:12]
+        log.error("Slack listener failed (reference %s)", reference, exc_info=error)
+        response_url = body.get("response_url")
+        user = body.get("user_id") or (body.get("user") or {}).get("id")
+        if response_url and user:
+            origin = Origin(team=team_of(body), user=user, channel="", response_url=response_url)
+            await self.replies.send(origin, render.render_unexpected(reference))
+
+    # -- the work ------------------------------------------------------------------
+
+    async def _generate(self, outcome: Outcome, prompt: str, options: ImageOptions) -> None:
+        who = requester(outcome.origin)
+        await self._run_job(
+            outcome,
+            prompt,
+            "generate",
+            lambda progress, notify: self.service.generate(who, prompt, options, progress=progress, notify=notify),
+        )
+
+    async def _quota(self, outcome: Outcome, text: str) -> None:
+        origin = outcome.origin
+        targets = mentioned_users(text)
+        try:
+            if targets:
+                admin = requester(origin, is_admin=await self.admins.is_admin(origin.user))
+                status = await self.service.quota_for(admin, user_key(origin.team, targets[0]))
+                answer = render.render_quota(status, subject_id=targets[0])
+            elif text.strip():
+                answer = render.render_need_mention(COMMAND_QUOTA)
+            else:
+                answer = render.render_quota(await self.service.quota(requester(origin)))
+        except ImagineError as e:
+            answer = render.render_error(e)
+        await outcome.tell(answer)
+
+    async def _admin(self, outcome: Outcome, command: AdminCommand) -> None:
+        origin = outcome.origin
+        admin = requester(origin, is_admin=await self.admins.is_admin(origin.user))
+        target = user_key(origin.team, command.user or "")
+        try:
+            if command.action == "limit":
+                await self.service.set_user_limit(admin, target, command.daily)
+                answer = render.render_limit_set(command.user or "", command.daily)
+            elif command.action == "reset":
+                await self.service.reset_user(admin, target)
+                answer = render.render_reset_done(command.user or "")
+            else:
+                await self.service.set_workspace_budget(admin, command.usd)
+                answer = render.render_budget_set(command.usd)
+        except ImagineError as e:
+            answer = render.render_error(e)
+        await outcome.tell(answer)
+
+    async def _open_edit_modal(self, outcome: Outcome, trigger_id: str, message: Mapping[str, Any]) -> None:
+        files = image_files(message)
+        if not files:
+            await outcome.tell(render.render_no_images_in_message())
+            return
+        if len(files) > MAX_INPUT_IMAGES:
+            await outcome.tell(render.render_too_many_images(len(files), MAX_INPUT_IMAGES))
+            return
+        origin = outcome.origin
+        # File ids, not URLs, go into the modal (private_metadata holds 3,000
+        # characters); they are looked up again when the form is sent.
+        metadata = {
+            "c": origin.channel,
+            "t": origin.thread_ts,
+            "u": origin.user_thread_ts,
+            "r": origin.response_url,
+            "f": [f.get("id") for f in files],
+        }
+        view = render.render_edit_modal(
+            metadata=metadata,
+            image_count=len(files),
+            default_size="auto",
+            default_quality=self.config.defaults.quality,
+            max_n=self.config.limits.max_images_per_request,
+        )
+        try:
+            await self.client.views_open(trigger_id=trigger_id, view=view)
+        except SlackApiError as e:
+            log.warning("views.open failed: %s", slack_error(e))
+            await outcome.tell(render.render_modal_failed())
+            return
+        outcome.delivered()  # the form is the answer; sending it is a new request
+
+    async def _edit_from_modal(self, outcome: Outcome, prompt: str, file_ids: Sequence[str], options: ImageOptions) -> None:
+        try:
+            files = await files_by_id(self.client, file_ids)
+        except InvalidInput as e:
+            await outcome.tell(render.render_error(e))
+            return
+        await self._edit(outcome, prompt, files, options)
+
+    async def _mention(self, outcome: Outcome, event: Mapping[str, Any], event_key: str, bot_user_id: str) -> None:
+        # Slack redelivers an event it thinks we missed (x-slack-retry-num);
+        # the durable claim makes sure one message starts at most one job.
+        if not await self.service.claim_event(event_key):
+            log.info("ignoring a repeated delivery of %s", event_key)
+            outcome.delivered()  # the first delivery answers
+            return
+        files = image_files(event)
+        if not files and not event.get("thread_ts"):
+            await outcome.tell(render.render_mention_help())
+            return
+        if not files:
+            files = await self._bot_images_in_thread(outcome.origin.channel, str(event["thread_ts"]), str(event.get("ts")), bot_user_id)
+        if not files:
+            await outcome.tell(render.render_no_bot_image_in_thread())
+            return
+        text = strip_mention(str(event.get("text") or ""), bot_user_id)
+        if not text:
+            await outcome.tell(render.render_empty_edit_instruction())
+            return
+        try:
+            prompt, options = parse_command(text, self.config)
+        except InvalidInput as e:
+            await outcome.tell(render.render_error(e))
+            return
+        if not names_size(text):
+            # An edit keeps the shape of the picture unless asked otherwise.
+            options = dataclasses.replace(options, size="auto")
+        await self._edit(outcome, prompt, files, options)
+
+    async def _bot_images_in_thread(self, channel: str, thread_ts: str, before_ts: str, bot_user_id: str) -> list[Mapping[str, Any]]:
+        try:
+            resp = await self.client.conversations_replies(channel=channel, ts=thread_ts, limit=200)
+        except SlackApiError as e:
+            log.warning("conversations.replies failed in %s: %s", channel, slack_error(e))
+            return []
+        return latest_bot_images(resp.get("messages") or [], bot_user_id=bot_user_id, before_ts=before_ts)
+
+    async def _edit(self, outcome: Outcome, prompt: str, files: Sequence[Mapping[str, Any]], options: ImageOptions) -> None:
+        if len(files) > MAX_INPUT_IMAGES:
+            await outcome.tell(render.render_too_many_images(len(files), MAX_INPUT_IMAGES))
+            return
+        try:
+            uploads = await download_images(self._session(), self.client, files, token=self._token, api_url=self.api_url)
+        except InvalidInput as e:
+            await outcome.tell(render.render_error(e))
+            return
+        who = requester(outcome.origin)
+        await self._run_job(
+            outcome,
+            prompt,
+            "edit",
+            lambda progress, notify: self.service.edit(who, prompt, uploads, options, progress=progress, notify=notify),
+        )
+
+    async def _run_job(self, outcome: Outcome, prompt: str, kind: str, call: JobCall) -> None:
+        """One job, from its first progress report to its images in the
+        channel or a private message saying why not."""
+        origin = outcome.origin
+        task = asyncio.current_task()
+        assert task is not None
+        job = _Job(origin, task)
+        job.placeholder = placeholder = Placeholder(
+            self.client,
+            channel=origin.channel,
+            thread_ts=origin.thread_ts,
+            header=render.request_header(origin.user, prompt, kind=kind),
+            min_interval=self.config.slack.progress_update_seconds,
+            budget=self._update_budget,
+            on_unreachable=lambda: job.stop("unreachable"),
+        )
+        try:
+            result = await self._call_service(job, call)
+        except asyncio.CancelledError:
+            if job.stop_reason is None:  # shutdown: _serve tells the user
+                await asyncio.shield(placeholder.remove())
+                raise
+            task.uncancel()  # our own stop, finished here
+            await placeholder.remove()
+            await outcome.tell(render.render_cancelled() if job.stop_reason == "cancelled" else render.render_cannot_post_here())
+            return
+        except ImagineError as e:
+            if e.private:
+                await placeholder.remove()
+                await outcome.tell(render.render_error(e))
+            else:
+                await placeholder.replace_with(render.render_error(e))
+                outcome.delivered()
+            return
+        except Exception:
+            await asyncio.shield(placeholder.remove())
+            raise  # _serve logs it and apologises
+        # The images are paid for: even a shutdown now waits for them to be posted.
+        await _finish(self._deliver(outcome, placeholder, result), grace=UPLOAD_GRACE_SECONDS)
+
+    async def _call_service(self, job: _Job, call: JobCall) -> ImageResult:
+        """The ImageService call; only while it runs may the job be stopped
+        (the core refunds a cancelled job)."""
+        assert job.placeholder is not None
+        self._jobs.append(job)
+        job.in_call = True
+        try:
+            return await call(job.placeholder.show, job.origin.notify())
+        finally:
+            job.in_call = False
+            self._jobs.remove(job)
+
+    async def _deliver(self, outcome: Outcome, placeholder: Placeholder, result: ImageResult) -> None:
+        """All images in one message, with who asked, the prompt and the settings."""
+        origin = outcome.origin
+        alt = render.shorten(result.prompt, 1000)
+        try:
+            await self.client.files_upload_v2(
+                channel=origin.channel,
+                thread_ts=origin.thread_ts,
+                initial_comment=render.render_result(result, user_id=origin.user),
+                file_uploads=[
+                    {"file": image.data, "filename": image.filename, "title": image.filename, "alt_txt": alt}
+                    for image in result.images
+                ],
+            )
+        except (SlackClientError, aiohttp.ClientError, asyncio.TimeoutError) as e:
+            error = slack_error(e) if isinstance(e, SlackApiError) else type(e).__name__
+            log.error("job %s: uploading %d image(s) to %s failed: %s", result.job_id, len(result.images), origin.channel, error)
+            await placeholder.remove()
+            await outcome.tell(render.render_upload_failed(result.job_id))
+            return
+        outcome.delivered()
+        await placeholder.remove()
+
+
+async def _finish(coro: Coroutine[Any, Any, None], *, grace: float) -> None:
+    """Run `coro` to its end even if our task is cancelled meanwhile (for up
+    to `grace` seconds more), then let the cancellation through."""
+    task = asyncio.ensure_future(coro)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait({task}, timeout=grace)
+        if not task.done():
+            task.cancel()
+        raise
+
+
+__all__ = ["SlackAdapter", "SUBSCRIBED_EVENTS", "DEFAULT_API_URL"]

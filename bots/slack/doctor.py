@@ -1,0 +1,64 @@
+"""`imaginebot doctor`, the Slack part: does the bot token work, and does it
+carry every scope the code needs? Each finding says how to fix it."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bots.slack.app import DEFAULT_API_URL
+from bots.slack.manifest import BOT_SCOPES
+
+_TOKEN_ERRORS = {
+    "invalid_auth": "the token is not valid",
+    "not_authed": "no token was sent",
+    "token_revoked": "the token was revoked",
+    "token_expired": "the token has expired",
+    "account_inactive": "the app was uninstalled or its bot deactivated",
+}
+
+
+async def check_slack(token: str, api_url: str | None) -> list[tuple[bool, str]]:
+    base = api_url or DEFAULT_API_URL
+    findings: list[tuple[bool, str]] = []
+    if not token.startswith("xoxb-"):
+        findings.append(
+            (False, "SLACK_BOT_TOKEN should be the Bot User OAuth Token (it starts with xoxb-): Slack app → OAuth & Permissions.")
+        )
+    client = AsyncWebClient(token=token, base_url=base, timeout=15)
+    try:
+        resp = await client.auth_test()
+    except SlackApiError as e:
+        error = str(e.response.get("error", "unknown_error"))
+        why = _TOKEN_ERRORS.get(error, f"Slack answered “{error}”")
+        findings.append(
+            (False, f"Slack refused SLACK_BOT_TOKEN: {why}. Copy the Bot User OAuth Token again from Slack app → "
+                    "OAuth & Permissions (reinstall the app to the workspace if it was removed).")
+        )
+        return findings
+    except (SlackClientError, aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+        findings.append((False, f"Could not reach the Slack API at {base} ({type(e).__name__}). Check the network, or SLACK_API_URL if you set it."))
+        return findings
+    findings.append((True, f"Slack token works: bot @{resp.get('user')} in workspace {resp.get('team')} ({resp.get('team_id')})."))
+    if not resp.get("bot_id"):
+        findings.append((False, "SLACK_BOT_TOKEN belongs to a person, not a bot: use the Bot User OAuth Token (xoxb-)."))
+
+    header = resp.headers.get("x-oauth-scopes") or resp.headers.get("X-OAuth-Scopes")
+    if header is None:
+        findings.append((True, "Slack didn't report the token's scopes (a proxy may strip them), so they were not checked."))
+        return findings
+    granted = {s.strip() for s in header.split(",") if s.strip()}
+    missing = [s for s in BOT_SCOPES if s not in granted]
+    if missing:
+        needs = "; ".join(f"{s} ({BOT_SCOPES[s]})" for s in missing)
+        findings.append(
+            (False, f"The Slack bot token lacks these scopes: {needs}. Add them in Slack app → OAuth & Permissions → "
+                    "Bot Token Scopes (or update the app from `imaginebot slack-manifest`), then reinstall the app "
+                    "to the workspace so the token gets them.")
+        )
+    else:
+        findings.append((True, "Slack token has every scope the bot needs."))
+    return findings

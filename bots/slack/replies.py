@@ -1,0 +1,74 @@
+"""Private answers: seen only by the person who asked.
+
+Tried in order: the request's response_url (works even where the bot is not
+a member, for 30 minutes), chat.postEphemeral in the conversation, and last
+the bot's direct message with the user, so that every request gets its
+outcome to its owner even when one way is closed.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from bots.slack.payloads import Origin
+from bots.slack.placeholder import slack_error
+
+log = logging.getLogger("imaginebot.slack")
+
+
+class PrivateReplies:
+    def __init__(self, client: AsyncWebClient) -> None:
+        self.client = client
+
+    async def send(self, origin: Origin, text: str) -> bool:
+        """True once one way worked."""
+        if origin.response_url:
+            try:
+                webhook = AsyncWebhookClient(origin.response_url, session=self.client.session)
+                resp = await webhook.send(text=text, response_type="ephemeral", replace_original=False)
+                if resp.status_code == 200:
+                    return True
+                log.info("response_url answered %s; trying chat.postEphemeral", resp.status_code)
+            except (aiohttp.ClientError, TimeoutError) as e:
+                log.info("response_url failed (%s); trying chat.postEphemeral", type(e).__name__)
+        if origin.channel:
+            try:
+                await self.client.chat_postEphemeral(
+                    channel=origin.channel, user=origin.user, text=text, thread_ts=origin.user_thread_ts
+                )
+                return True
+            except SlackApiError as e:
+                log.info("chat.postEphemeral failed (%s); trying a direct message", slack_error(e))
+        try:
+            # A user id as the channel posts in the bot's direct message with that user.
+            await self.client.chat_postMessage(channel=origin.user, text=text)
+            return True
+        except SlackApiError as e:
+            log.warning("could not reach %s privately: %s", origin.user, slack_error(e))
+            return False
+
+
+class Outcome:
+    """The one final answer a request owes its user. Whatever path a request
+    takes (images posted, refused, cancelled, interrupted, a bug), the
+    adapter ends it through here, so the user hears exactly once."""
+
+    def __init__(self, replies: PrivateReplies, origin: Origin) -> None:
+        self.replies = replies
+        self.origin = origin
+        self.given = False
+
+    def delivered(self) -> None:
+        """The answer was given another way (the images, a modal) or is owed by someone else."""
+        self.given = True
+
+    async def tell(self, text: str) -> bool:
+        if self.given:
+            return False
+        self.given = True
+        return await self.replies.send(self.origin, text)
