@@ -14,7 +14,7 @@ import base64
 import hashlib
 import random
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Protocol, Sequence
+from typing import Any, Awaitable, Callable, Coroutine, Protocol, Sequence, TypeVar
 
 import openai
 from openai import AsyncOpenAI
@@ -31,7 +31,10 @@ from core.errors import (
     RateLimited,
     ServiceUnavailable,
 )
+from core.loop_thread import LoopThread
 from core.models import ImageOptions, InputImage, Usage
+
+T = TypeVar("T")
 
 POLICY_CODES = ("moderation_blocked", "content_policy_violation")
 
@@ -86,10 +89,17 @@ class OpenAIProvider:
         self.client = client
         self.config = config
         self._sleep = sleep
+        self._thread: LoopThread | None = None
+
+    async def _on_thread(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Every use of the client happens on its own loop thread (see core.loop_thread)."""
+        if self._thread is None:
+            self._thread = LoopThread("imaginebot-openai")
+        return await self._thread.run(coro)
 
     async def generate(self, *, model: str, prompt: str, options: ImageOptions, user_tag: str) -> ProviderResult:
         params = self._common_params(model, prompt, options, user_tag)
-        return await self._call(model, options, lambda: self.client.images.generate(**params))
+        return await self._on_thread(self._call(model, options, lambda: self.client.images.generate(**params)))
 
     async def edit(
         self,
@@ -107,17 +117,22 @@ class OpenAIProvider:
         params["image"] = [(im.filename, im.data, im.mime) for im in images]
         if mask is not None:
             params["mask"] = (mask.filename, mask.data, mask.mime)
-        return await self._call(model, options, lambda: self.client.images.edit(**params))
+        return await self._on_thread(self._call(model, options, lambda: self.client.images.edit(**params)))
 
     async def check_model(self, model: str) -> None:
         """Cheap access check for `imaginebot doctor`: no image is made."""
         try:
-            await self.client.models.retrieve(model)
+            await self._on_thread(self.client.models.retrieve(model))
         except openai.APIError as e:
             raise translate(e, timeout_seconds=self.config.openai.timeout_seconds) from None
 
     async def close(self) -> None:
-        await self.client.close()
+        if self._thread is None:
+            await self.client.close()
+            return
+        await self._thread.run(self.client.close())
+        self._thread.stop()
+        self._thread = None
 
     def _common_params(self, model: str, prompt: str, options: ImageOptions, user_tag: str) -> dict[str, Any]:
         params: dict[str, Any] = {
