@@ -211,6 +211,17 @@ class Ledger:
             )
             return cur.rowcount == 1
 
+    def undelivered_sync(self, job_id: str, error_code: str) -> bool:
+        """The images were made (and paid to OpenAI) but never reached the
+        user: give the images back to their daily limit. The cost stays on the
+        books and in budgets — it was really spent."""
+        with self.store.transaction() as conn:
+            cur = conn.execute(
+                "UPDATE jobs SET status = 'undelivered', units = 0, error_code = ? WHERE id = ? AND status = 'succeeded'",
+                (error_code, job_id),
+            )
+            return cur.rowcount == 1
+
     def record_policy_block_sync(
         self, reservation: Reservation, *, stage: str, categories: tuple[str, ...], charge: bool
     ) -> datetime | None:

@@ -284,6 +284,15 @@ class ImageService:
         except asyncio.TimeoutError:
             raise ModelTimeout(messages.timed_out(timeout)) from None
 
+    async def delivery_failed(self, job_id: str, error_code: str = "delivery_failed") -> bool:
+        """Adapters call this when they could not deliver a result (upload
+        refused, file too large): the user gets the images back on their
+        daily limit, so a failed delivery never eats a quota. True if refunded."""
+        refunded = await _shielded(self.store.run(lambda: self.ledger.undelivered_sync(job_id, error_code)))
+        if refunded:
+            log.warning("job %s: result not delivered (%s); images given back to the user's limit", job_id, error_code)
+        return bool(refunded)
+
     async def _refund(self, reservation: Reservation, code: str, attempts: int | None) -> None:
         await _shielded(
             self.store.run(lambda: self.ledger.refund_sync(reservation.job_id, error_code=code, attempts=attempts))

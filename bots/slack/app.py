@@ -587,6 +587,7 @@ class SlackAdapter:
             error = slack_error(e) if isinstance(e, SlackApiError) else type(e).__name__
             log.error("job %s: uploading %d image(s) to %s failed: %s", result.job_id, len(result.images), origin.channel, error)
             await placeholder.remove()
+            await self.service.delivery_failed(result.job_id, "slack_upload_failed")
             await outcome.tell(render.render_upload_failed(result.job_id))
             return
         outcome.delivered()

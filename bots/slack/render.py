@@ -126,7 +126,7 @@ def render_cannot_post_here() -> str:
 
 def render_upload_failed(job_id: str) -> str:
     return (
-        "Your images were made, but Slack didn't let me post them here. "
+        "Your images were made, but Slack didn't let me post them here, so they don't count against your daily limit. "
         f"Check that I'm still in this channel and try again. (Reference: {job_id})"
     )
 

@@ -105,13 +105,17 @@ async def test_channel_the_bot_is_not_in_stops_the_job_and_refunds(bot: SlackBot
     assert (await bot.service.quota(bot.requester())).used == 0
 
 
-async def test_failed_upload_tells_the_user_with_the_job_id(bot: SlackBot) -> None:
+async def test_failed_upload_tells_the_user_and_gives_the_images_back(bot: SlackBot) -> None:
     bot.slack.fail("files.completeUploadExternal", "not_in_channel")
     _, _, response_url = await bot.command("/imagine", "a fox")
     await bot.settle()
     (text,) = [b["text"] for b in bot.slack.responses_to(response_url)]
-    assert "Your images were made" in text and "Reference:" in text
+    assert "Your images were made" in text and "Reference:" in text and "don't count against your daily limit" in text
     assert bot.slack.live_messages(CHANNEL) == []
+    # A failed delivery never eats a quota; what OpenAI billed stays on the books.
+    assert (await bot.service.quota(bot.requester())).used == 0
+    (job,) = await bot.service.store.run(lambda: bot.service.store.query("SELECT status, cost_usd FROM jobs"))
+    assert job["status"] == "undelivered" and job["cost_usd"] > 0
 
 
 async def test_progress_placeholder_is_updated_while_the_job_runs(make_bot: MakeBot, fake_openai: FakeOpenAI) -> None:
