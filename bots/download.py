@@ -42,27 +42,6 @@ async def download_image(
     timeout_seconds: float = 60.0,
 ) -> Upload:
     """Raises InvalidInput, with words for the user, on anything but an image."""
-    try:
-        return await _download(
-            session, url, allowed_hosts=allowed_hosts, headers=headers, token_hosts=token_hosts,
-            max_bytes=max_bytes, filename=filename, timeout_seconds=timeout_seconds,
-        )
-    except (aiohttp.ClientError, asyncio.TimeoutError):
-        name = filename or "the image"
-        raise InvalidInput(f"I couldn't download “{name}” just now. Please try again in a moment.") from None
-
-
-async def _download(
-    session: aiohttp.ClientSession,
-    url: str,
-    *,
-    allowed_hosts: Collection[str],
-    headers: Mapping[str, str] | None = None,
-    token_hosts: Collection[str] = (),
-    max_bytes: int = MAX_INPUT_BYTES,
-    filename: str = "",
-    timeout_seconds: float = 60.0,
-) -> Upload:
     allowed = {h.lower() for h in allowed_hosts}
     name = filename or urlsplit(url).path.rsplit("/", 1)[-1] or "image"
     host = host_of(url)
@@ -70,11 +49,27 @@ async def _download(
     if host not in allowed or scheme not in ("https", "http"):
         raise InvalidInput(f"I can only read images uploaded to this chat, not from {host or 'that link'}.")
     if scheme == "http" and host not in {h.lower() for h in token_hosts} and not _loopback(host):
-        raise InvalidInput(f"I can only read images over a secure (https) link.")
-    first_host = host
+        raise InvalidInput("I can only read images over a secure (https) link.")
+    try:
+        return await _fetch(session, url, name, headers or {}, {h.lower() for h in token_hosts}, max_bytes, timeout_seconds)
+    except (aiohttp.ClientError, asyncio.TimeoutError):
+        raise InvalidInput(f"I couldn't download “{name}” just now. Please try again in a moment.") from None
+
+
+async def _fetch(
+    session: aiohttp.ClientSession,
+    url: str,
+    name: str,
+    headers: Mapping[str, str],
+    token_hosts: set[str],
+    max_bytes: int,
+    timeout_seconds: float,
+) -> Upload:
+    """Follow same-host redirects by hand; stream with a byte cap."""
+    host = first_host = host_of(url)
     timeout = aiohttp.ClientTimeout(total=timeout_seconds)
     for _ in range(MAX_REDIRECTS + 1):
-        send = dict(headers or {}) if host in {h.lower() for h in token_hosts} else {}
+        send = dict(headers) if host in token_hosts else {}
         async with session.get(url, headers=send, allow_redirects=False, timeout=timeout) as resp:
             if resp.status in (301, 302, 303, 307, 308):
                 target = urljoin(url, resp.headers.get("Location", ""))
