@@ -16,6 +16,7 @@ from bots.server import build_web_app
 from bots.settings import Settings
 from core.config import Config
 from core.models import InterruptedJob
+from core.service import interrupted_log_fields
 
 log = logging.getLogger("imaginebot.runner")
 
@@ -107,4 +108,4 @@ async def _announce(jobs: list[InterruptedJob], adapters: dict[str, Any]) -> Non
                 told = await adapter.announce_interrupted(job)
             except Exception:  # one unreachable user must not stop the others being told
                 log.warning("could not tell the user of interrupted job %s", job.job_id, exc_info=True)
-        log.info("interrupted job %s refunded; user told: %s", job.job_id, told)
+        log.info("interrupted job %s refunded; user told: %s", job.job_id, told, extra=interrupted_log_fields(job))

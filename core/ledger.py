@@ -211,6 +211,15 @@ class Ledger:
             )
             return cur.rowcount == 1
 
+    def remember_sync(self, job_id: str, notify: Mapping[str, Any]) -> None:
+        """Add to what a job stored about reaching its user (e.g. the progress
+        message posted after the reservation), for announcing it after a crash."""
+        with self.store.transaction() as conn:
+            row = conn.execute("SELECT notify FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is not None:
+                merged = {**json.loads(row[0] or "{}"), **dict(notify)}
+                conn.execute("UPDATE jobs SET notify = ? WHERE id = ?", (json.dumps(merged), job_id))
+
     def undelivered_sync(self, job_id: str, error_code: str) -> bool:
         """The images were made (and paid to OpenAI) but never reached the
         user: give the images back to their daily limit. The cost stays on the

@@ -215,19 +215,23 @@ class ImageService:
                 )
             )
         except PolicyBlocked as e:
-            raise await self._policy_blocked(reservation, requester, kind, e) from None
+            raise await self._policy_blocked(reservation, requester, kind, e, started) from None
         except ImagineError as e:
             await self._refund(reservation, e.code, e.attempts)
             self.metrics.jobs.labels(requester.platform, kind, e.code).inc()
+            log.info("job %s %s failed for %s: %s", job_id, kind, requester.key, e.code,
+                     extra=job_log_fields(job_id, requester, e.code, started))
             e.job_id = job_id
             raise
         except asyncio.CancelledError:
             # The adapter gave up on the job (shutdown, disconnect): give the quota back.
             await self._refund(reservation, "cancelled", None)
             self.metrics.jobs.labels(requester.platform, kind, "cancelled").inc()
+            log.info("job %s %s cancelled for %s: refunded", job_id, kind, requester.key,
+                     extra=job_log_fields(job_id, requester, "cancelled", started))
             raise
         except Exception as e:
-            log.exception("job %s failed unexpectedly", job_id)
+            log.exception("job %s failed unexpectedly", job_id, extra=job_log_fields(job_id, requester, "internal", started))
             await self._refund(reservation, "internal", None)
             self.metrics.jobs.labels(requester.platform, kind, "internal").inc()
             raise InternalError(messages.unexpected_error_text(job_id), job_id=job_id) from e
@@ -244,6 +248,7 @@ class ImageService:
         log.info(
             "job %s %s succeeded for %s: %d image(s), $%.4f, %.1fs",
             job_id, kind, requester.key, len(images), cost, time.monotonic() - started,
+            extra=job_log_fields(job_id, requester, "succeeded", started),
         )
         return ImageResult(
             job_id=job_id,
@@ -284,13 +289,20 @@ class ImageService:
         except asyncio.TimeoutError:
             raise ModelTimeout(messages.timed_out(timeout)) from None
 
+    async def remember(self, job_id: str, notify: Mapping[str, Any]) -> None:
+        """Merge `notify` into what the job stored about reaching its user:
+        adapters record what they post after the job started (a progress
+        message), so that a restart can clean it up."""
+        await self.store.run(lambda: self.ledger.remember_sync(job_id, notify))
+
     async def delivery_failed(self, job_id: str, error_code: str = "delivery_failed") -> bool:
         """Adapters call this when they could not deliver a result (upload
         refused, file too large): the user gets the images back on their
         daily limit, so a failed delivery never eats a quota. True if refunded."""
         refunded = await _shielded(self.store.run(lambda: self.ledger.undelivered_sync(job_id, error_code)))
         if refunded:
-            log.warning("job %s: result not delivered (%s); images given back to the user's limit", job_id, error_code)
+            log.warning("job %s: result not delivered (%s); images given back to the user's limit", job_id, error_code,
+                        extra={"job_id": job_id, "outcome": "undelivered"})
         return bool(refunded)
 
     async def _refund(self, reservation: Reservation, code: str, attempts: int | None) -> None:
@@ -298,7 +310,9 @@ class ImageService:
             self.store.run(lambda: self.ledger.refund_sync(reservation.job_id, error_code=code, attempts=attempts))
         )
 
-    async def _policy_blocked(self, reservation: Reservation, requester: Requester, kind: str, e: PolicyBlocked) -> PolicyBlocked:
+    async def _policy_blocked(
+        self, reservation: Reservation, requester: Requester, kind: str, e: PolicyBlocked, started: float
+    ) -> PolicyBlocked:
         charge = self.config.limits.charge_policy_blocks
         cooldown_until = await _shielded(
             self.store.run(
@@ -307,7 +321,8 @@ class ImageService:
         )
         self.metrics.policy_blocks.labels(requester.platform, e.stage).inc()
         self.metrics.jobs.labels(requester.platform, kind, "policy_blocked").inc()
-        log.info("job %s blocked by policy at %s stage (%s)", reservation.job_id, e.stage, ",".join(e.categories) or "-")
+        log.info("job %s blocked by policy at %s stage (%s)", reservation.job_id, e.stage, ",".join(e.categories) or "-",
+                 extra=job_log_fields(reservation.job_id, requester, "policy_blocked", started))
         text = messages.policy_blocked(
             e.stage, e.categories, charged=charge, cooldown_until=cooldown_until, now=self.ledger.clock()
         )
@@ -389,7 +404,8 @@ class ImageService:
         """Refund what crashed processes left reserved; start beating our heart."""
         jobs = await self.store.run(self.ledger.recover_sync)
         for job in jobs:
-            log.warning("job %s of %s was interrupted by a restart: refunded", job.job_id, job.requester_key)
+            log.warning("job %s of %s was interrupted by a restart: refunded", job.job_id, job.requester_key,
+                        extra=interrupted_log_fields(job))
         if self._heartbeat is None:
             self._heartbeat = asyncio.create_task(self._beat(), name="imaginebot-heartbeat")
         return jobs
@@ -415,6 +431,33 @@ class ImageService:
             await self.store.run(self.ledger.retire_sync)
         await self.provider.close()
         await self.store.close()
+
+
+def job_log_fields(job_id: str, requester: Requester, outcome: str, started: float) -> dict[str, Any]:
+    """The fields of a job's outcome log line (JSON keys with LOG_FORMAT=json)."""
+    return {
+        "job_id": job_id,
+        "platform": requester.platform,
+        "workspace": requester.workspace,
+        "user": requester.user,
+        "outcome": outcome,
+        "elapsed_ms": round((time.monotonic() - started) * 1000),
+    }
+
+
+def interrupted_log_fields(job: InterruptedJob) -> dict[str, Any]:
+    """The same fields for a job a restart cut short (timed from its creation)."""
+    platform, _, rest = job.requester_key.partition(":")
+    workspace, _, user = rest.partition(":")
+    elapsed = datetime.now(timezone.utc) - job.created_at
+    return {
+        "job_id": job.job_id,
+        "platform": platform,
+        "workspace": workspace,
+        "user": user,
+        "outcome": "interrupted",
+        "elapsed_ms": round(elapsed.total_seconds() * 1000),
+    }
 
 
 async def _shielded(aw: Any) -> Any:

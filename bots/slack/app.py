@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import time
 import uuid
 from typing import Any, Awaitable, Callable, Coroutine, Mapping, Sequence
 
@@ -160,7 +161,10 @@ class SlackAdapter:
         if self._closed:
             return web.Response(status=503, text="shutting down")
         self._session()
+        started = time.monotonic()
         bolt_response = await self.app.async_dispatch(await to_bolt_request(request))
+        # With process_before_response=False bolt answers as soon as ack() is called: this is the ack time.
+        self.service.metrics.ack_latency.labels("slack").observe(time.monotonic() - started)
         return await to_aiohttp_response(bolt_response)
 
     async def start_socket_mode(self) -> None:
@@ -222,6 +226,13 @@ class SlackAdapter:
         )
         self._session()
         try:
+            placeholder_ts = notify.get("placeholder_ts")
+            if placeholder_ts and origin.channel:
+                # The channel must not keep saying "Generating…" for a job that will never finish.
+                try:
+                    await self.client.chat_delete(channel=origin.channel, ts=str(placeholder_ts))
+                except SlackApiError as e:
+                    log.warning("could not delete the placeholder of interrupted job %s: %s", job.job_id, slack_error(e))
             return await self.replies.send(origin, render.render_interrupted(job))
         finally:
             if self._closed and self.client.session is not None:
@@ -532,6 +543,7 @@ class SlackAdapter:
             min_interval=self.config.slack.progress_update_seconds,
             budget=self._update_budget,
             on_unreachable=lambda: job.stop("unreachable"),
+            on_posted=lambda job_id, ts: self.service.remember(job_id, {"placeholder_ts": ts}),
         )
         try:
             result = await self._call_service(job, call)

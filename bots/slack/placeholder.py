@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -85,6 +85,7 @@ class Placeholder:
         min_interval: float,
         budget: UpdateBudget,
         on_unreachable: Callable[[], None],
+        on_posted: Callable[[str, str], Awaitable[None]] | None = None,
     ) -> None:
         self.client = client
         self.channel = channel
@@ -93,6 +94,7 @@ class Placeholder:
         self.min_interval = min_interval
         self.budget = budget
         self.on_unreachable = on_unreachable
+        self.on_posted = on_posted  # (job_id, ts): lets a restart find and remove this message
         self.ts: str | None = None
         self.job_id: str | None = None
         self.state: str | None = None  # last state reported by the core
@@ -147,6 +149,11 @@ class Placeholder:
                 log.warning("could not post the placeholder in %s: %s", self.channel, slack_error(e))
             return
         self.ts = resp.get("ts")
+        if self.ts and self.job_id and self.on_posted is not None:
+            try:
+                await self.on_posted(self.job_id, self.ts)
+            except Exception:  # only needed after a crash; the job goes on
+                log.warning("could not record the placeholder of job %s", self.job_id, exc_info=True)
 
     async def _update(self, text: str, blocks: list[dict[str, Any]]) -> None:
         assert self.ts is not None
