@@ -1,0 +1,481 @@
+"""The Discord adapter: parse the interaction → ImageService → render.
+
+Every job command is deferred before anything slow happens (Discord allows 3
+seconds), then runs as a tracked background task that keeps the deferred
+message fresh with the queue position and elapsed time and finally replaces
+it with the images.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import Any, Awaitable, Callable, Sequence
+
+import aiohttp
+import discord
+import yarl
+from discord import app_commands
+from discord.gateway import DiscordWebSocket
+
+from bots.discord import delivery, render
+from bots.discord.attachments import allowed_hosts, check_sizes, download_attachments, image_attachments, is_image
+from bots.discord.commands import register_commands
+from bots.discord.components import AgainButton, EditButton, EditInstructionModal
+from bots.discord.filesize import options_for_limit
+from bots.discord.jobs import JobTasks
+from bots.discord.requester import notify_for, requester_for, user_key
+from core import messages
+from core.config import Config
+from core.errors import ImagineError, InvalidInput
+from core.models import ImageOptions, ImageResult, InterruptedJob, ProgressCallback, Upload
+from core.options import SIZE_PRESETS, build_options, check_prompt
+from core.service import ImageService
+
+log = logging.getLogger("imaginebot.discord")
+
+CONNECT_TIMEOUT_SECONDS = 90.0
+INTERACTION_LIFETIME = timedelta(minutes=15)
+# Leave a margin: a token a few seconds from expiry may die mid-request.
+ANNOUNCE_MARGIN = timedelta(seconds=30)
+ANNOUNCE_TIMEOUT_SECONDS = 5.0
+
+JobWork = Callable[[ProgressCallback], Awaitable[ImageResult]]
+
+
+class ImaginebotClient(discord.Client):
+    """discord.Client that knows its adapter (buttons and modals reach it
+    through `interaction.client.adapter`)."""
+
+    def __init__(self, adapter: DiscordAdapter) -> None:
+        # Guilds only: roles for per-role limits come with GUILD_CREATE. No
+        # privileged intents, no message content: everything arrives as interactions.
+        super().__init__(intents=discord.Intents(guilds=True))
+        self.adapter = adapter
+        self.tree: app_commands.CommandTree[ImaginebotClient] = _Tree(self)
+
+    async def setup_hook(self) -> None:
+        self.add_dynamic_items(AgainButton, EditButton)
+
+    async def on_connect(self) -> None:
+        self.adapter._set_connected(True)
+
+    async def on_resumed(self) -> None:
+        self.adapter._set_connected(True)
+
+    async def on_disconnect(self) -> None:
+        self.adapter._set_connected(False)
+
+
+class _Tree(app_commands.CommandTree[ImaginebotClient]):
+    async def on_error(self, interaction: discord.Interaction[ImaginebotClient], error: app_commands.AppCommandError, /) -> None:
+        cause = error.original if isinstance(error, app_commands.CommandInvokeError) else error
+        await self.client.adapter.on_unexpected(interaction, cause)
+
+
+class DiscordAdapter:
+    def __init__(self, service: ImageService, config: Config, *, token: str, api_url: str | None = None) -> None:
+        self.service = service
+        self.config = config
+        self._token = token
+        self._api_url = api_url.rstrip("/") if api_url else None
+        self._hosts = allowed_hosts(self._api_url)
+        self.client = ImaginebotClient(self)
+        register_commands(self.client.tree, self, config)
+        self._jobs = JobTasks(config.server.max_background_tasks)
+        self._lanes = delivery.Lanes()
+        self._connected = asyncio.Event()
+        self._connect_task: asyncio.Task[None] | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._closing = False
+
+    # ------------------------------------------------------------ life cycle
+
+    @property
+    def healthy(self) -> bool:
+        return self._connected.is_set() and not self.client.is_closed()
+
+    def _set_connected(self, connected: bool) -> None:
+        if connected:
+            self._connected.set()
+        else:
+            self._connected.clear()
+
+    def _point_at_api(self) -> None:
+        # discord.py builds every REST URL (webhooks and interaction callbacks
+        # included) from this class attribute.
+        if self._api_url:
+            discord.http.Route.BASE = self._api_url
+
+    async def _login(self) -> None:
+        self._point_at_api()
+        if self.client.user is None:
+            await self.client.login(self._token)
+
+    async def start(self) -> None:
+        """Log in and connect to the gateway; returns once connected. Does not
+        sync commands (that is `imaginebot discord-sync`)."""
+        await self._login()
+        if self._api_url:
+            # SPEC §2: with DISCORD_API_URL the gateway URL comes from that API,
+            # not discord.py's built-in default.
+            _, gateway_url, _ = await self.client.http.get_bot_gateway()
+            DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
+        self._connect_task = asyncio.create_task(self.client.connect(reconnect=True), name="discord-gateway")
+        connected = asyncio.create_task(self._connected.wait())
+        done, _ = await asyncio.wait({connected, self._connect_task}, timeout=CONNECT_TIMEOUT_SECONDS, return_when=asyncio.FIRST_COMPLETED)
+        if connected in done:
+            log.info("discord: connected as %s", self.client.user)
+            return
+        connected.cancel()
+        if self._connect_task in done:
+            exc = self._connect_task.exception()
+            await self.client.close()
+            raise exc or RuntimeError("The Discord gateway closed the connection.")
+        await self.client.close()
+        raise TimeoutError(f"Could not connect to the Discord gateway within {CONNECT_TIMEOUT_SECONDS:g} s.")
+
+    async def sync_commands(self, guild_id: int | None = None) -> int:
+        """Register the application commands globally (can take up to an hour
+        to show) or in one guild (at once)."""
+        await self._login()
+        guild = discord.Object(guild_id) if guild_id else None
+        if guild is not None:
+            self.client.tree.copy_global_to(guild=guild)
+        synced = await self.client.tree.sync(guild=guild)
+        return len(synced)
+
+    async def close(self, grace_seconds: float = 0) -> None:
+        """Stop taking commands, let running jobs finish for up to `grace_seconds`,
+        cancel the rest (the core refunds them; their users are told)."""
+        self._closing = True
+        await self._jobs.drain(grace_seconds)
+        await self.client.close()
+        if self._connect_task is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await self._connect_task
+        if self._session is not None:
+            await self._session.close()
+        self._connected.clear()
+
+    async def announce_interrupted(self, job: InterruptedJob) -> bool:
+        """Tell the user of a job a previous process never finished, through the
+        interaction it came from while its token still lives (15 minutes)."""
+        notify = job.notify
+        app_id, token = notify.get("discord_application_id"), notify.get("discord_interaction_token")
+        if not app_id or not token:
+            return False
+        created = _parse_time(notify.get("created")) or job.created_at
+        if datetime.now(timezone.utc) - created > INTERACTION_LIFETIME - ANNOUNCE_MARGIN:
+            return False
+        self._point_at_api()
+        # Its own short-lived session: the runner also announces after close(),
+        # when the client's session is gone. The interaction token is all it needs.
+        async with aiohttp.ClientSession() as session:
+            webhook = discord.Webhook({"id": int(app_id), "type": 3, "token": token}, session=session)
+            try:
+                async with asyncio.timeout(ANNOUNCE_TIMEOUT_SECONDS):
+                    if notify.get("discord_message_id"):
+                        # The public "thinking…" message goes, so the note can be private.
+                        with contextlib.suppress(discord.NotFound):
+                            await webhook.delete_message(int(notify["discord_message_id"]))
+                    await webhook.send(render.render_interrupted(job), ephemeral=True, allowed_mentions=render.NO_MENTIONS)
+            except (discord.HTTPException, aiohttp.ClientError, TimeoutError) as e:
+                log.info("could not tell the user of interrupted job %s: %s", job.job_id, e)
+                return False
+        return True
+
+    async def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    # ------------------------------------------------------------ admission
+
+    def _refusal(self, interaction: discord.Interaction[Any], *, job: bool) -> str | None:
+        """Why this interaction must not run here, in words for the user."""
+        if self._closing:
+            return messages.shutting_down()
+        allowed = self.config.discord.allowed_guilds
+        if allowed:
+            if interaction.guild_id is None:
+                return render.render_refusal_dm()
+            if str(interaction.guild_id) not in allowed:
+                return render.render_refusal_not_allowed_server()
+        if job:
+            channel = interaction.channel
+            ids = {str(interaction.channel_id), str(getattr(channel, "parent_id", None))}
+            if ids & set(self.config.discord.disabled_channels):
+                return render.render_refusal_channel()
+            if not self._jobs.has_room():
+                return render.render_busy()
+        return None
+
+    async def _admit(self, interaction: discord.Interaction[Any], *, job: bool) -> bool:
+        refusal = self._refusal(interaction, job=job)
+        if refusal is None:
+            return True
+        await delivery.send_private(interaction, refusal)
+        return False
+
+    # ------------------------------------------------------------ jobs
+
+    async def on_imagine(
+        self, interaction: discord.Interaction[Any], prompt: str, *, size: str | None, quality: str | None,
+        count: int | None, format: str | None,
+    ) -> None:
+        if not await self._admit(interaction, job=True):
+            return
+        try:
+            check_prompt(prompt)
+            options = build_options(self.config, size=_wxh(size), quality=quality, n=count, format=format)
+        except InvalidInput as e:
+            await delivery.send_private(interaction, render.render_error(e))
+            return
+        notify = await self._defer(interaction)
+        if notify is not None:
+            self._start_generation(interaction, prompt, options, notify)
+
+    async def on_again(self, interaction: discord.Interaction[Any], job_id: str) -> None:
+        if not await self._admit(interaction, job=True):
+            return
+        notify = await self._defer(interaction)
+        if notify is None:
+            return
+        record = await self.service.job(job_id)
+        if record is None:
+            await delivery.send_private(interaction, render.render_result_gone())
+        elif record.kind != "generate":
+            await delivery.send_private(interaction, render.render_cannot_repeat_edit())
+        else:
+            self._start_generation(interaction, record.prompt, record.options, notify)
+
+    def _start_generation(
+        self, interaction: discord.Interaction[Any], prompt: str, options: ImageOptions, notify: dict[str, Any]
+    ) -> None:
+        options, note = options_for_limit(options, interaction.filesize_limit)
+        requester = requester_for(interaction)
+
+        async def work(progress: ProgressCallback) -> ImageResult:
+            return await self.service.generate(requester, prompt, options, progress=progress, notify=notify)
+
+        self._start_job(interaction, work, notes=[note] if note else [])
+
+    async def on_edit(
+        self, interaction: discord.Interaction[Any], prompt: str, images: Sequence[discord.Attachment], *,
+        mask: discord.Attachment | None, size: str | None, quality: str | None, count: int | None,
+    ) -> None:
+        if not await self._admit(interaction, job=True):
+            return
+        try:
+            check_prompt(prompt)
+            options = build_options(self.config, size=_wxh(size), quality=quality, n=count)
+            for attachment in [*images, *([mask] if mask else [])]:
+                if not is_image(attachment):
+                    raise InvalidInput(f"“{attachment.filename}” isn't an image. Attach a PNG, JPEG or WebP picture.")
+            check_sizes([*images, *([mask] if mask else [])])
+        except InvalidInput as e:
+            await delivery.send_private(interaction, render.render_error(e))
+            return
+        notify = await self._defer(interaction)
+        if notify is not None:
+            self._start_edit(interaction, prompt, images, options, notify, mask=mask)
+
+    async def on_edit_menu(self, interaction: discord.Interaction[Any], message: discord.Message) -> None:
+        await self._open_edit_modal(interaction, message.attachments)
+
+    async def on_edit_button(self, interaction: discord.Interaction[Any], job_id: str) -> None:
+        # The images to edit are the ones on the message the button is under:
+        # Discord sends that message with the click, so this survives restarts.
+        attachments = interaction.message.attachments if interaction.message else []
+        await self._open_edit_modal(interaction, attachments)
+
+    async def _open_edit_modal(self, interaction: discord.Interaction[Any], attachments: Sequence[discord.Attachment]) -> None:
+        if not await self._admit(interaction, job=True):
+            return
+        images = image_attachments(attachments)
+        try:
+            if not images:
+                raise InvalidInput(render.render_no_images())
+            check_sizes(images)
+        except InvalidInput as e:
+            await delivery.send_private(interaction, render.render_error(e))
+            return
+
+        async def on_instruction(submit: discord.Interaction[Any], instruction: str) -> None:
+            await self._edit_from_modal(submit, instruction, images)
+
+        await interaction.response.send_modal(EditInstructionModal(on_instruction, image_count=len(images)))
+
+    async def _edit_from_modal(
+        self, interaction: discord.Interaction[Any], instruction: str, images: Sequence[discord.Attachment]
+    ) -> None:
+        if not await self._admit(interaction, job=True):
+            return
+        try:
+            check_prompt(instruction)
+            options = build_options(self.config)
+        except InvalidInput as e:
+            await delivery.send_private(interaction, render.render_error(e))
+            return
+        notify = await self._defer(interaction)
+        if notify is not None:
+            self._start_edit(interaction, instruction, images, options, notify, mask=None)
+
+    def _start_edit(
+        self, interaction: discord.Interaction[Any], prompt: str, images: Sequence[discord.Attachment],
+        options: ImageOptions, notify: dict[str, Any], *, mask: discord.Attachment | None,
+    ) -> None:
+        options, note = options_for_limit(options, interaction.filesize_limit)
+        requester = requester_for(interaction)
+
+        async def work(progress: ProgressCallback) -> ImageResult:
+            session = await self._http()
+            uploads = await download_attachments(session, images, hosts=self._hosts)
+            mask_upload: Upload | None = None
+            if mask is not None:
+                (mask_upload,) = await download_attachments(session, [mask], hosts=self._hosts)
+            return await self.service.edit(
+                requester, prompt, uploads, options, mask=mask_upload, progress=progress, notify=notify
+            )
+
+        self._start_job(interaction, work, notes=[note] if note else [])
+
+    async def _defer(self, interaction: discord.Interaction[Any]) -> dict[str, Any] | None:
+        """Acknowledge within Discord's 3 seconds, publicly since the result will
+        be public. Returns what the job stores to reach the user after a crash,
+        or None if Discord no longer takes the interaction."""
+        try:
+            response = await interaction.response.defer(thinking=True)
+        except discord.HTTPException as e:
+            # Usually the 3 seconds had passed (10062 Unknown interaction): nothing was spent.
+            log.warning("could not defer interaction %s: %s", interaction.id, e)
+            return None
+        # Discord's 3 seconds run from the interaction's creation (its snowflake time), not from our handler.
+        waited = (discord.utils.utcnow() - interaction.created_at).total_seconds()
+        self.service.metrics.ack_latency.labels("discord").observe(max(0.0, waited))
+        return notify_for(interaction, response.message_id if response is not None else None)
+
+    def _start_job(self, interaction: discord.Interaction[Any], work: JobWork, *, notes: list[str]) -> None:
+        self._jobs.start(self._run_job(interaction, work, notes), name=f"discord-job-{interaction.id}")
+
+    async def _run_job(self, interaction: discord.Interaction[Any], work: JobWork, notes: list[str]) -> None:
+        progress = delivery.ProgressMessage(
+            interaction, min_interval=self.config.discord.progress_update_seconds, lanes=self._lanes
+        )
+        try:
+            result = await work(progress.update)
+        except ImagineError as e:
+            await progress.stop()
+            log.info("discord job for %s ended: %s (job %s)", interaction.user.id, e.code, e.job_id)
+            await self._tell(interaction, render.render_error(e), private=e.private)
+            return
+        except asyncio.CancelledError:
+            await progress.stop()
+            # Shutting down: the core refunded the job; say so before the client closes.
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(
+                    asyncio.shield(delivery.send_private(interaction, render.render_interrupted())), ANNOUNCE_TIMEOUT_SECONDS
+                )
+            raise
+        except Exception as e:
+            await progress.stop()
+            await self.on_unexpected(interaction, e)
+            return
+        await progress.stop()
+        try:
+            await delivery.send_result(interaction, result, lanes=self._lanes, notes=notes)
+        except Exception:
+            log.exception("job %s: could not deliver the result on Discord", result.job_id)
+            # A failed upload must not eat the user's quota.
+            refunded = await self.service.delivery_failed(result.job_id, "discord_upload_failed")
+            with contextlib.suppress(Exception):
+                await delivery.send_private(interaction, render.render_undelivered(result.job_id, refunded=refunded))
+
+    async def _tell(self, interaction: discord.Interaction[Any], text: str, *, private: bool) -> None:
+        try:
+            if private:
+                await delivery.send_private(interaction, text)
+            else:
+                await interaction.edit_original_response(content=text, attachments=[], view=None)
+        except discord.HTTPException as e:
+            log.warning("could not tell user %s: %s", interaction.user.id, e)
+
+    async def on_unexpected(self, interaction: discord.Interaction[Any], error: BaseException) -> None:
+        """The last resort: log with a reference, apologise privately, leak nothing."""
+        reference = getattr(error, "job_id", None) or uuid.uuid4().hex[:12]
+        log.error("unexpected error in discord interaction %s (ref %s)", interaction.id, reference, exc_info=error)
+        # Anything may be broken at this point (even the HTTP session, at shutdown): never raise from here.
+        with contextlib.suppress(Exception):
+            await delivery.send_private(interaction, render.render_unexpected(reference))
+
+    # ------------------------------------------------------------ quota and admin
+
+    async def on_quota(self, interaction: discord.Interaction[Any]) -> None:
+        if not await self._admit(interaction, job=False):
+            return
+        await self._private_answer(interaction, lambda: self._quota_text(interaction))
+
+    async def _quota_text(self, interaction: discord.Interaction[Any]) -> str:
+        return render.render_quota(await self.service.quota(requester_for(interaction)))
+
+    async def on_admin_limit(self, interaction: discord.Interaction[Any], user: discord.abc.User, daily: int | None) -> None:
+        async def act() -> str:
+            await self.service.set_user_limit(requester_for(interaction), user_key(interaction.guild_id, user.id), daily)
+            return render.render_limit_set(user.mention, daily)
+
+        await self._admin(interaction, act)
+
+    async def on_admin_role(self, interaction: discord.Interaction[Any], role: discord.Role, daily: int | None) -> None:
+        async def act() -> str:
+            await self.service.set_role_limit(requester_for(interaction), str(role.id), daily)
+            return render.render_role_limit_set(role.mention, daily)
+
+        await self._admin(interaction, act)
+
+    async def on_admin_reset(self, interaction: discord.Interaction[Any], user: discord.abc.User) -> None:
+        async def act() -> str:
+            await self.service.reset_user(requester_for(interaction), user_key(interaction.guild_id, user.id))
+            return render.render_user_reset(user.mention)
+
+        await self._admin(interaction, act)
+
+    async def on_admin_budget(self, interaction: discord.Interaction[Any], usd: float) -> None:
+        async def act() -> str:
+            await self.service.set_workspace_budget(requester_for(interaction), usd)
+            return render.render_budget_set(usd)
+
+        await self._admin(interaction, act)
+
+    async def _admin(self, interaction: discord.Interaction[Any], act: Callable[[], Awaitable[str]]) -> None:
+        if not await self._admit(interaction, job=False):
+            return
+        await self._private_answer(interaction, act)
+
+    async def _private_answer(self, interaction: discord.Interaction[Any], answer: Callable[[], Awaitable[str]]) -> None:
+        """Defer privately (the database may be slow), then answer privately."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        try:
+            text = await answer()
+        except ImagineError as e:
+            text = render.render_error(e)
+        await interaction.followup.send(text, ephemeral=True, allowed_mentions=render.NO_MENTIONS)
+
+
+def _wxh(size: str | None) -> str | None:
+    """A preset as WxH, so the config's size rules apply to it too (commands
+    synced before a config change may still offer a preset now turned off)."""
+    return SIZE_PRESETS.get(size, size) if size else None
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)

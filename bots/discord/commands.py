@@ -1,0 +1,147 @@
+"""The application commands: names, options, choices and descriptions.
+
+Each callback only hands its parsed options to the adapter. Annotations are
+real objects here (no `from __future__ import annotations`): discord.py reads
+them to build the options, and the count's upper bound comes from the config.
+"""
+
+from typing import TYPE_CHECKING, Optional
+
+import discord
+from discord import app_commands
+
+from core.config import Config
+from core.errors import InvalidInput
+from core.options import FORMATS, QUALITIES, SIZE_PRESETS, normalize_size
+
+if TYPE_CHECKING:
+    from bots.discord.bot import DiscordAdapter
+
+MAX_PROMPT_OPTION = 6000  # Discord's limit for a string option
+_SIZE_LABELS = {
+    "square": "Square",
+    "portrait": "Portrait",
+    "landscape": "Landscape",
+    "2k": "2K square",
+    "wide-2k": "2K wide",
+    "tall-2k": "2K tall",
+}
+_QUALITY_LABELS = {"low": "Low (fast, cheap)", "medium": "Medium", "high": "High (slow, counts more)", "auto": "Auto"}
+
+
+def size_choices(config: Config) -> list[app_commands.Choice[str]]:
+    """The presets this config allows (2K ones only where they are allowed), then "auto"."""
+    choices = []
+    for preset, size in SIZE_PRESETS.items():
+        try:
+            # Check the WxH, not the preset name: core.options returns presets unchecked.
+            normalize_size(size, config)
+        except InvalidInput:
+            continue
+        label = f"{_SIZE_LABELS.get(preset, preset)} ({size.replace('x', '×')})"
+        choices.append(app_commands.Choice(name=label, value=preset))
+    choices.append(app_commands.Choice(name="Auto (the model picks)", value="auto"))
+    return choices
+
+
+def quality_choices() -> list[app_commands.Choice[str]]:
+    return [app_commands.Choice(name=_QUALITY_LABELS.get(q, q), value=q) for q in QUALITIES]
+
+
+def format_choices() -> list[app_commands.Choice[str]]:
+    return [app_commands.Choice(name=f.upper(), value=f) for f in FORMATS]
+
+
+def register_commands(tree: app_commands.CommandTree[discord.Client], adapter: "DiscordAdapter", config: Config) -> None:
+    Count = app_commands.Range[int, 1, config.limits.max_images_per_request]
+    Prompt = app_commands.Range[str, 1, MAX_PROMPT_OPTION]
+    sizes, qualities, formats = size_choices(config), quality_choices(), format_choices()
+
+    @app_commands.command(name="imagine", description="Make images from a text prompt")
+    @app_commands.describe(
+        prompt="What to draw, in any language",
+        size="Shape and size of the image",
+        quality="Higher quality takes longer and may count more against your daily limit",
+        count="How many images",
+        format="File format",
+    )
+    @app_commands.choices(size=sizes, quality=qualities, format=formats)
+    async def imagine(
+        interaction: discord.Interaction,
+        prompt: Prompt,
+        size: Optional[str] = None,
+        quality: Optional[str] = None,
+        count: Optional[Count] = None,
+        format: Optional[str] = None,
+    ) -> None:
+        await adapter.on_imagine(interaction, prompt, size=size, quality=quality, count=count, format=format)
+
+    @app_commands.command(name="edit", description="Change an image you upload, following your instruction")
+    @app_commands.describe(
+        image="The image to edit",
+        prompt="What to change, in any language",
+        image2="Another image to use",
+        image3="Another image to use",
+        mask="PNG with transparent areas marking where to edit (same size as the image)",
+        size="Shape and size of the result",
+        quality="Higher quality takes longer and may count more against your daily limit",
+        count="How many versions",
+    )
+    @app_commands.choices(size=sizes, quality=qualities)
+    async def edit(
+        interaction: discord.Interaction,
+        image: discord.Attachment,
+        prompt: Prompt,
+        image2: Optional[discord.Attachment] = None,
+        image3: Optional[discord.Attachment] = None,
+        mask: Optional[discord.Attachment] = None,
+        size: Optional[str] = None,
+        quality: Optional[str] = None,
+        count: Optional[Count] = None,
+    ) -> None:
+        images = [a for a in (image, image2, image3) if a is not None]
+        await adapter.on_edit(interaction, prompt, images, mask=mask, size=size, quality=quality, count=count)
+
+    @app_commands.command(name="quota", description="How many images you can still make today")
+    async def quota(interaction: discord.Interaction) -> None:
+        await adapter.on_quota(interaction)
+
+    admin = app_commands.Group(
+        name="imagine-admin",
+        description="Limits and budget for this server",
+        guild_only=True,
+        default_permissions=discord.Permissions(manage_guild=True),
+    )
+
+    @admin.command(name="limit", description="Set one member's daily image limit")
+    @app_commands.describe(user="The member", daily="Images per day; leave empty to go back to the default")
+    async def admin_limit(
+        interaction: discord.Interaction, user: discord.User, daily: Optional[app_commands.Range[int, 0, 10_000]] = None
+    ) -> None:
+        await adapter.on_admin_limit(interaction, user, daily)
+
+    @admin.command(name="role", description="Set the daily image limit of a role's members")
+    @app_commands.describe(role="The role", daily="Images per day; leave empty to go back to the default")
+    async def admin_role(
+        interaction: discord.Interaction, role: discord.Role, daily: Optional[app_commands.Range[int, 0, 10_000]] = None
+    ) -> None:
+        await adapter.on_admin_role(interaction, role, daily)
+
+    @admin.command(name="reset", description="Forgive a member's usage today and lift any pause")
+    @app_commands.describe(user="The member")
+    async def admin_reset(interaction: discord.Interaction, user: discord.User) -> None:
+        await adapter.on_admin_reset(interaction, user)
+
+    @admin.command(name="budget", description="Set this server's daily spending budget in US dollars (0 = none)")
+    @app_commands.describe(usd="US dollars per day; 0 removes the budget")
+    async def admin_budget(interaction: discord.Interaction, usd: app_commands.Range[float, 0, 100_000]) -> None:
+        await adapter.on_admin_budget(interaction, usd)
+
+    async def edit_menu(interaction: discord.Interaction, message: discord.Message) -> None:
+        await adapter.on_edit_menu(interaction, message)
+
+    tree.add_command(imagine)
+    tree.add_command(edit)
+    tree.add_command(quota)
+    tree.add_command(admin)
+    tree.add_command(app_commands.ContextMenu(name="Edit image", callback=edit_menu))
