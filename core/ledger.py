@@ -189,7 +189,7 @@ class Ledger:
             conn.execute(
                 """UPDATE jobs SET status = 'succeeded', units = ?, usd = ?, cost_usd = ?, images = ?, model = ?,
                        input_text_tokens = ?, input_image_tokens = ?, output_image_tokens = ?, output_text_tokens = ?,
-                       cached_tokens = ?, finished_at = ?, model_seconds = ?, attempts = ?
+                       cached_tokens = ?, finished_at = ?, model_seconds = ?, attempts = ?, notify = '{}'
                    WHERE id = ? AND status = 'reserved'""",
                 (
                     per_image * images, cost_usd, cost_usd, images, model, usage.input_text_tokens,
@@ -205,7 +205,7 @@ class Ledger:
         with self.store.transaction() as conn:
             cur = conn.execute(
                 """UPDATE jobs SET status = ?, units = 0, usd = 0, error_code = ?, finished_at = ?,
-                       attempts = COALESCE(?, attempts)
+                       attempts = COALESCE(?, attempts), notify = '{}'
                    WHERE id = ? AND status = 'reserved'""",
                 (status, error_code, self.clock().timestamp(), attempts, job_id),
             )
@@ -215,7 +215,7 @@ class Ledger:
         """Add to what a job stored about reaching its user (e.g. the progress
         message posted after the reservation), for announcing it after a crash."""
         with self.store.transaction() as conn:
-            row = conn.execute("SELECT notify FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            row = conn.execute("SELECT notify FROM jobs WHERE id = ? AND status = 'reserved'", (job_id,)).fetchone()
             if row is not None:
                 merged = {**json.loads(row[0] or "{}"), **dict(notify)}
                 conn.execute("UPDATE jobs SET notify = ? WHERE id = ?", (json.dumps(merged), job_id))
@@ -244,13 +244,14 @@ class Ledger:
         with self.store.transaction() as conn:
             if charge:
                 conn.execute(
-                    "UPDATE jobs SET status = 'blocked', error_code = 'policy_blocked', finished_at = ? WHERE id = ? AND status = 'reserved'",
+                    "UPDATE jobs SET status = 'blocked', error_code = 'policy_blocked', finished_at = ?, notify = '{}' "
+                    "WHERE id = ? AND status = 'reserved'",
                     (now, reservation.job_id),
                 )
             else:
                 conn.execute(
-                    """UPDATE jobs SET status = 'blocked', units = 0, usd = 0, error_code = 'policy_blocked', finished_at = ?
-                       WHERE id = ? AND status = 'reserved'""",
+                    """UPDATE jobs SET status = 'blocked', units = 0, usd = 0, error_code = 'policy_blocked', finished_at = ?,
+                       notify = '{}' WHERE id = ? AND status = 'reserved'""",
                     (now, reservation.job_id),
                 )
             conn.execute(
@@ -391,8 +392,8 @@ class Ledger:
             "SELECT id, user_key, kind, prompt, notify, created_at FROM jobs WHERE status = 'reserved' AND owner = ?", (owner,)
         ).fetchall()
         conn.execute(
-            """UPDATE jobs SET status = 'interrupted', units = 0, usd = 0, error_code = 'interrupted', finished_at = ?
-               WHERE status = 'reserved' AND owner = ?""",
+            """UPDATE jobs SET status = 'interrupted', units = 0, usd = 0, error_code = 'interrupted', finished_at = ?,
+                   notify = '{}' WHERE status = 'reserved' AND owner = ?""",
             (now, owner),
         )
         return [

@@ -59,7 +59,8 @@ def _create_schema(db: sqlite_utils.Database) -> None:
             "queue_seconds": float,
             "model_seconds": float,
             "owner": str,
-            "notify": str,  # JSON: how to reach the user if the job is interrupted
+            "notify": str,  # JSON: how to reach the user if the job is interrupted; emptied once the job ends
+            # (it can hold a Discord interaction token, which must not outlive the job in the database)
         },
         pk="id",
         if_not_exists=True,

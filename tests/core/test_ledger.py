@@ -451,3 +451,17 @@ async def test_two_live_services_in_one_process_never_refund_each_other(make_ser
     result = await job
     assert len(result.images) == 1
     assert [r["status"] for r in await job_rows(first)] == ["succeeded"]
+
+
+async def test_how_to_reach_the_user_is_forgotten_once_the_job_ends(make_service: MakeService) -> None:
+    """`notify` can hold a Discord interaction token: it is kept only while the
+    job may still need announcing (SPEC §6: no tokens in the database)."""
+    service = await make_service()
+    secret = {"discord_interaction_token": "fake-interaction-token-abc"}
+    await service.generate(member("U1"), "a fox", ImageOptions(), notify=secret)
+    with pytest.raises(PolicyBlocked):
+        await service.generate(member("U2"), "BLOCK_INPUT x", ImageOptions(), notify=secret)
+    with pytest.raises(InvalidInput):
+        await service.generate(member("U3"), "x", ImageOptions(size="13x13"), notify=secret)
+    stored = [r["notify"] for r in await rows(service, "SELECT notify FROM jobs")]
+    assert len(stored) == 2 and all(n == "{}" for n in stored), stored
