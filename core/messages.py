@@ -159,6 +159,24 @@ def unexpected_error_text(job_id: str) -> str:
     return f"Sorry, something went wrong on my side and no images were made. Nothing was charged. (Reference: {job_id})"
 
 
+def limit_set(who: str, daily: int | None) -> str:
+    """`who` as the platform shows it: a user or "Members of <role>"."""
+    if daily is None:
+        return f"{who} is back to the default daily limit."
+    return f"{who} can now make {_images(daily)} a day."
+
+
+def user_reset(who: str) -> str:
+    return f"Today's usage of {who} is forgiven and any cool-down is lifted."
+
+
+def budget_set(usd: float, place: str) -> str:
+    """`place` is "workspace" (Slack) or "server" (Discord)."""
+    if usd == 0:
+        return f"This {place} no longer has a daily image budget."
+    return f"This {place}'s daily image budget is now ${usd:,.2f}."
+
+
 def quota_text(status: QuotaStatus, *, reset_display: str) -> str:
     """`reset_display` is the reset time as the platform shows it best (a
     Discord timestamp, a Slack date token, or plain text)."""

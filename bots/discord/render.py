@@ -115,25 +115,19 @@ def render_cannot_repeat_edit() -> str:
 
 
 def render_limit_set(target: str, daily: int | None) -> str:
-    if daily is None:
-        return f"{target} is back to the default daily limit."
-    return f"{target} can now make {daily} image{'s' if daily != 1 else ''} a day."
+    return messages.limit_set(target, daily)
 
 
 def render_role_limit_set(role_mention: str, daily: int | None) -> str:
-    if daily is None:
-        return f"Members of {role_mention} are back to the default daily limit."
-    return f"Members of {role_mention} can now make {daily} image{'s' if daily != 1 else ''} a day."
+    return messages.limit_set(f"Members of {role_mention}", daily)
 
 
 def render_user_reset(target: str) -> str:
-    return f"{target}'s usage for today was forgiven and any pause lifted."
+    return messages.user_reset(target)
 
 
 def render_budget_set(usd: float) -> str:
-    if usd == 0:
-        return "This server no longer has a daily image budget."
-    return f"This server's daily image budget is now ${usd:.2f}."
+    return messages.budget_set(usd, "server")
 
 
 def _fit(text: str) -> str:

@@ -240,16 +240,12 @@ def render_need_mention(command: str) -> str:
 
 
 def render_limit_set(user_id: str, daily: int | None) -> str:
-    if daily is None:
-        return f"{mention(user_id)} is back to the normal daily limit."
-    return f"{mention(user_id)} can now make {daily} image" + ("" if daily == 1 else "s") + " a day."
+    return messages.limit_set(mention(user_id), daily)
 
 
 def render_reset_done(user_id: str) -> str:
-    return f"Today's usage of {mention(user_id)} is forgiven and any cool-down is lifted."
+    return messages.user_reset(mention(user_id))
 
 
 def render_budget_set(usd: float) -> str:
-    if usd == 0:
-        return "This workspace now has no daily budget."
-    return f"This workspace's daily budget is now ${usd:,.2f}."
+    return messages.budget_set(usd, "workspace")

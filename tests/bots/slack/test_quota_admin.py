@@ -44,7 +44,7 @@ async def test_admin_reset_forgives_todays_usage(make_bot: MakeBot) -> None:
 
 async def test_admin_sets_the_workspace_budget(bot: SlackBot) -> None:
     (done,) = await answers(bot, "/imagine-admin", "budget $25", user="UADMIN")
-    assert done == "This workspace's daily budget is now $25.00."
+    assert done == "This workspace's daily image budget is now $25.00."
     status = await bot.service.quota(bot.requester())
     assert status.workspace_budget_usd == 25
 
