@@ -151,10 +151,6 @@ def interrupted() -> str:
     return "Your image job was interrupted because the bot restarted. Nothing was charged. Please try again."
 
 
-def transparent_refused(model: str) -> str:
-    return f"{model} can't make transparent backgrounds. Leave out --background transparent, or ask an admin to set a transparent_model."
-
-
 def unexpected_error_text(job_id: str) -> str:
     return f"Sorry, something went wrong on my side and no images were made. Nothing was charged. (Reference: {job_id})"
 

@@ -45,7 +45,7 @@ from core.models import (
     Requester,
     Upload,
 )
-from core.options import CLASSIC_SIZES, check_options, check_prompt
+from core.options import check_options, check_prompt
 from core.pricing import cost_usd, estimate_usd, weighted_units
 from core.progress import ProgressReporter
 from core.provider import ImageProvider, ProviderResult, safety_identifier
@@ -81,6 +81,7 @@ class ImageService:
         self.ledger = Ledger(store, config, clock=clock)
         self.metrics = metrics or Metrics()
         self.slots = ModelSlots(config.openai.max_concurrent_calls)
+        self.metrics.queue_length.set_function(lambda: self.slots.waiting)
         self.progress_interval = progress_interval
         self._closing = False
         self._heartbeat: asyncio.Task[None] | None = None
@@ -129,16 +130,11 @@ class ImageService:
         return await self._run(requester, "edit", prompt, options, tuple(inputs), checked_mask, progress, notify)
 
     def model_for(self, options: ImageOptions) -> str:
+        """gpt-image-2 refuses transparent backgrounds: those go to the
+        transparent model (check_options has already refused them when none
+        is configured, or for a size that model cannot make)."""
         if options.background == "transparent":
-            fallback = self.config.openai.transparent_model
-            if not fallback:
-                raise InvalidInput(messages.transparent_refused(self.config.openai.model))
-            if options.size not in CLASSIC_SIZES:
-                raise InvalidInput(
-                    f"Transparent backgrounds come from {fallback}, which makes only square (1024x1024), "
-                    "landscape (1536x1024) or portrait (1024x1536) images."
-                )
-            return fallback
+            return self.config.openai.transparent_model
         return self.config.openai.model
 
     async def _run(
@@ -155,8 +151,6 @@ class ImageService:
         if self._closing:
             raise ShuttingDown(messages.shutting_down())
         model = self.model_for(options)
-        if options.n > self.config.limits.max_images_per_request:
-            raise InvalidInput(f"You can ask for 1 to {self.config.limits.max_images_per_request} images at a time, not {options.n}.")
         reserving = asyncio.ensure_future(
             self.store.run(
                 lambda: self.ledger.reserve_sync(
@@ -184,21 +178,13 @@ class ImageService:
         started = time.monotonic()
         reporter = ProgressReporter(job_id, progress, interval=self.progress_interval, started=started)
         try:
-            self.metrics.queue_length.inc()
-            queued = True
-            try:
-                async with self.slots.slot(reporter.queued):
-                    self.metrics.queue_length.dec()
-                    queued = False
-                    reporter.running()
-                    await self.store.run(self.ledger.mark_started_sync, job_id, time.monotonic() - started)
-                    with self.metrics.in_flight.track_inprogress():
-                        called = time.monotonic()
-                        result = await self._call_model(kind, model, prompt, options, inputs, mask, requester)
-                        model_seconds = time.monotonic() - called
-            finally:
-                if queued:
-                    self.metrics.queue_length.dec()
+            async with self.slots.slot(reporter.queued):
+                reporter.running()
+                await self.store.run(self.ledger.mark_started_sync, job_id, time.monotonic() - started)
+                with self.metrics.in_flight.track_inprogress():
+                    called = time.monotonic()
+                    result = await self._call_model(kind, model, prompt, options, inputs, mask, requester)
+                    model_seconds = time.monotonic() - called
             self.metrics.model_latency.labels(kind).observe(model_seconds)
             cost = cost_usd(self.config.pricing.models[model], result.usage)
             await _shielded(
