@@ -24,7 +24,7 @@ from discord.gateway import DiscordWebSocket
 from bots.discord import delivery, render
 from bots.discord.attachments import allowed_hosts, check_sizes, download_attachments, image_attachments, is_image
 from bots.discord.commands import register_commands
-from bots.discord.components import AgainButton, EditButton, EditInstructionModal
+from bots.discord.components import EditInstructionModal, JobButton
 from bots.discord.filesize import options_for_limit
 from bots.discord.jobs import JobTasks
 from bots.discord.requester import notify_for, requester_for, user_key
@@ -58,7 +58,7 @@ class ImaginebotClient(discord.Client):
         self.tree: app_commands.CommandTree[ImaginebotClient] = _Tree(self)
 
     async def setup_hook(self) -> None:
-        self.add_dynamic_items(AgainButton, EditButton)
+        self.add_dynamic_items(JobButton)
 
     async def on_connect(self) -> None:
         self.adapter._set_connected(True)

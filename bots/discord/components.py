@@ -24,52 +24,39 @@ def _adapter(interaction: discord.Interaction[Any]) -> DiscordAdapter:
     return interaction.client.adapter  # type: ignore[attr-defined,no-any-return]
 
 
-class AgainButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=rf"{CUSTOM_ID_PREFIX}:again:{_JOB_ID}"):
-    """Runs the same prompt and settings again, for whoever clicks (on their own quota)."""
+# action in the custom_id -> (label, emoji)
+_BUTTONS = {"again": ("Again", "🔁"), "edit": ("Edit", "✏️")}
 
-    def __init__(self, job_id: str) -> None:
+
+class JobButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=rf"{CUSTOM_ID_PREFIX}:(?P<action>again|edit):{_JOB_ID}",
+):
+    """**Again** runs the same prompt and settings for whoever clicks (on
+    their own quota); **Edit** opens a modal, then edits the images of the
+    message the button is on."""
+
+    def __init__(self, action: str, job_id: str) -> None:
+        label, emoji = _BUTTONS[action]
         super().__init__(
             discord.ui.Button(
-                label="Again", emoji="🔁", style=discord.ButtonStyle.secondary, custom_id=f"{CUSTOM_ID_PREFIX}:again:{job_id}"
+                label=label, emoji=emoji, style=discord.ButtonStyle.secondary, custom_id=f"{CUSTOM_ID_PREFIX}:{action}:{job_id}"
             )
         )
+        self.action = action
         self.job_id = job_id
 
     @classmethod
     async def from_custom_id(
         cls, interaction: discord.Interaction[Any], item: discord.ui.Button[Any], match: re.Match[str], /
-    ) -> AgainButton:
-        return cls(match["job_id"])
+    ) -> JobButton:
+        return cls(match["action"], match["job_id"])
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         adapter = _adapter(interaction)
+        handler = adapter.on_again if self.action == "again" else adapter.on_edit_button
         try:
-            await adapter.on_again(interaction, self.job_id)
-        except Exception as e:  # the view would only log it; the user gets an apology
-            await adapter.on_unexpected(interaction, e)
-
-
-class EditButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=rf"{CUSTOM_ID_PREFIX}:edit:{_JOB_ID}"):
-    """Opens a modal, then edits the images of the message the button is on."""
-
-    def __init__(self, job_id: str) -> None:
-        super().__init__(
-            discord.ui.Button(
-                label="Edit", emoji="✏️", style=discord.ButtonStyle.secondary, custom_id=f"{CUSTOM_ID_PREFIX}:edit:{job_id}"
-            )
-        )
-        self.job_id = job_id
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction[Any], item: discord.ui.Button[Any], match: re.Match[str], /
-    ) -> EditButton:
-        return cls(match["job_id"])
-
-    async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        adapter = _adapter(interaction)
-        try:
-            await adapter.on_edit_button(interaction, self.job_id)
+            await handler(interaction, self.job_id)
         except Exception as e:  # the view would only log it; the user gets an apology
             await adapter.on_unexpected(interaction, e)
 
@@ -77,8 +64,8 @@ class EditButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=rf"{CU
 def result_view(job_id: str, *, again: bool = True) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
     if again:
-        view.add_item(AgainButton(job_id))
-    view.add_item(EditButton(job_id))
+        view.add_item(JobButton("again", job_id))
+    view.add_item(JobButton("edit", job_id))
     return view
 
 
