@@ -13,6 +13,7 @@ from PIL import Image
 
 from bots.download import download_image
 from core.errors import InvalidInput
+from tests.fakes.loopback import serve_on_loopback
 
 TOKEN = "Bearer xoxb-test-fake-token"
 
@@ -56,11 +57,7 @@ async def host() -> AsyncIterator[FileHost]:
     fh = FileHost()
     app = web.Application()
     app.router.add_get("/{tail:.*}", fh.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    fh.port = runner.addresses[0][1]
+    runner, fh.port = await serve_on_loopback(app)
     yield fh
     await runner.cleanup()
 

@@ -11,6 +11,7 @@ from bots.server import build_web_app
 from core.models import Requester
 from core.options import build_options
 from tests.conftest import MakeService
+from tests.fakes.loopback import serve_on_loopback
 
 
 @dataclass
@@ -19,11 +20,8 @@ class FakeAdapterState:
 
 
 async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
+    runner, port = await serve_on_loopback(app)
+    return runner, f"http://127.0.0.1:{port}"
 
 
 async def test_healthz_reports_each_adapter_and_the_database(make_service: MakeService) -> None:

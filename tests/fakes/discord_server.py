@@ -57,6 +57,7 @@ from types import TracebackType
 from typing import Any, Callable, Mapping, Sequence
 
 from aiohttp import WSMsgType, web
+from tests.fakes.loopback import serve_on_loopback
 
 DISCORD_EPOCH_MS = 1_420_070_400_000
 EPHEMERAL = 1 << 6
@@ -332,11 +333,7 @@ class FakeDiscord:
         app.router.add_get("/gateway", self._gateway)
         app.router.add_get("/attachments/{channel}/{attachment}/{filename}", self._cdn_get)
         app.router.add_route("*", self.API_PREFIX + "/{tail:.*}", self._api)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve_on_loopback(app)
 
     async def close(self) -> None:
         for session in self.gateway_sessions:

@@ -64,6 +64,7 @@ from typing import Any, Final
 
 from aiohttp import BodyPartReader, web
 from PIL import Image, ImageDraw
+from tests.fakes.loopback import serve_on_loopback
 
 # --------------------------------------------------------------------------
 # Model facts
@@ -716,13 +717,8 @@ class FakeOpenAI:
         app.router.add_route("*", "/{tail:.*}", self._wrap(self._not_found))
         # A short shutdown_timeout: stop() must not wait a minute on a SLOW
         # request a test abandoned. access_log=None keeps test output clean.
-        runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
-        await runner.setup()
         # backlog well above the default 128: benchmarks open 200+ connections at once.
-        site = web.TCPSite(runner, self.host, self.port, backlog=1024)
-        await site.start()
-        self.port = int(runner.addresses[0][1])  # the port the OS picked for port=0
-        self._runner = runner
+        self._runner, self.port = await serve_on_loopback(app, host=self.host, port=self.port, backlog=1024, shutdown_timeout=0.5)
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -24,6 +24,7 @@ from typing import Any, Callable, Mapping
 from urllib.parse import parse_qsl
 
 from aiohttp import WSMsgType, web
+from tests.fakes.loopback import serve_on_loopback
 
 BOT_TOKEN = "xoxb-test-fake"
 APP_TOKEN = "xapp-test-fake"
@@ -158,11 +159,7 @@ class FakeSlack:
         app.router.add_get("/files-pri/{path:.*}", self._private_file)
         app.router.add_post("/response/{rid}", self._response_url)
         app.router.add_get("/socket", self._socket)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve_on_loopback(app)
 
     async def close(self) -> None:
         for ws in list(self._sockets):
@@ -502,11 +499,7 @@ class ForeignHost:
     async def __aenter__(self) -> ForeignHost:
         app = web.Application()
         app.router.add_get("/{path:.*}", self._serve)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve_on_loopback(app)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
