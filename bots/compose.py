@@ -1,13 +1,20 @@
-"""Composition: the settings and config become a running ImageService."""
+"""Composition: the settings and config become a running ImageService.
+
+Every mistake an operator can make here (no key, a database path that can't
+be opened) becomes a UsageError naming the variable: exit 2, one line.
+"""
 
 from __future__ import annotations
 
+import errno
+import sqlite3
 from pathlib import Path
 
 from bots.settings import Settings
 from core.config import Config, load_config
 from core.provider import OpenAIProvider, make_client
 from core.service import ImageService
+from core.store import Store
 
 
 class UsageError(Exception):
@@ -21,15 +28,69 @@ def read_config(settings: Settings) -> Config:
     return load_config(path)
 
 
-async def open_service(settings: Settings, config: Config) -> ImageService:
-    if not settings.openai_api_key:
-        raise UsageError("OPENAI_API_KEY is not set. Set it in the environment or in a .env file.")
-    client = make_client(settings.openai_api_key, base_url=settings.openai_base_url, timeout_seconds=config.openai.timeout_seconds)
-    return await ImageService.open(config, settings.db_path, OpenAIProvider(client, config))
+def _is_url(db: str) -> bool:
+    return "://" in db
+
+
+def database_problem(db: str, *, must_exist: bool) -> str | None:
+    """What is wrong with IMAGINEBOT_DB before SQLite is asked (its own words,
+    "unable to open database file", say neither what nor where)."""
+    if _is_url(db):
+        return None
+    path = Path(db)
+    if path.is_dir():
+        return f"IMAGINEBOT_DB={db} is a directory. Set IMAGINEBOT_DB to a file path, e.g. {path / 'imaginebot.db'}."
+    if path.exists():
+        return None
+    if must_exist:
+        return (f"no database at {path.resolve()} (IMAGINEBOT_DB). Nothing has been recorded there yet, "
+                "or IMAGINEBOT_DB points somewhere else: set it to the bot's database file.")  # fmt: skip
+    parent = path.resolve().parent
+    if not parent.is_dir():
+        return f"IMAGINEBOT_DB={db}: the directory {parent} does not exist. Create it, or set IMAGINEBOT_DB to a file in an existing directory."
+    return None
+
+
+def database_error(db: str, e: BaseException) -> str:
+    """One line for an exception SQLite raised while opening IMAGINEBOT_DB."""
+    text = str(e)
+    if isinstance(e, sqlite3.DatabaseError) and "not a database" in text:
+        return (f"IMAGINEBOT_DB={db} is not a database (SQLite says: {text}). Point IMAGINEBOT_DB at the bot's "
+                "database file, or at a new path to create one there.")  # fmt: skip
+    if "readonly" in text or getattr(e, "errno", None) in (errno.EACCES, errno.EROFS, errno.EPERM):
+        return (f"IMAGINEBOT_DB={db} is in a read-only place ({text}): the bot must be able to write the file and "
+                "its directory. Fix the permissions, or set IMAGINEBOT_DB to a writable path.")  # fmt: skip
+    if "unable to open" in text:  # the directory exists (checked before): it is the permissions
+        return (f"IMAGINEBOT_DB={db} can't be created or opened ({text}): its directory is probably read-only for "
+                "this user. Make the file and its directory writable, or set IMAGINEBOT_DB to a writable path.")  # fmt: skip
+    return f"IMAGINEBOT_DB={db} can't be opened ({type(e).__name__}: {text}). Check the path and its permissions."
+
+
+async def open_store(settings: Settings, *, must_exist: bool = False) -> Store:
+    """The database, opened, or a UsageError naming IMAGINEBOT_DB."""
+    db = settings.db_path
+    problem = database_problem(db, must_exist=must_exist)
+    if problem:
+        raise UsageError(problem)
+    store = Store(db)
+    try:
+        await store.open()
+    except (sqlite3.Error, OSError) as e:
+        await store.close()
+        raise UsageError(database_error(db, e)) from None
+    return store
 
 
 async def open_service(settings: Settings, config: Config) -> ImageService:
     if not settings.openai_api_key:
         raise UsageError("OPENAI_API_KEY is not set. Set it in the environment or in a .env file.")
+    problem = database_problem(settings.db_path, must_exist=False)
+    if problem:
+        raise UsageError(problem)
     client = make_client(settings.openai_api_key, base_url=settings.openai_base_url, timeout_seconds=config.openai.timeout_seconds)
-    return await ImageService.open(config, settings.db_path, OpenAIProvider(client, config))
+    provider = OpenAIProvider(client, config)
+    try:
+        return await ImageService.open(config, settings.db_path, provider)
+    except (sqlite3.Error, OSError) as e:
+        await provider.close()
+        raise UsageError(database_error(settings.db_path, e)) from None

@@ -4,25 +4,36 @@ is wrong. Exit 0 when everything needed is fine, 1 otherwise."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Awaitable, Callable
 
+from bots.compose import UsageError, database_error, database_problem, open_store
 from bots.settings import Settings
 from core.config import Config
 from core.errors import ImagineError
 from core.provider import OpenAIProvider, make_client
-from core.store import Store
 
 Check = tuple[bool, str]
 
 
 async def check_database(settings: Settings) -> list[Check]:
-    store = Store(settings.db_path)
+    """Opens the database if it is there; never creates it (a doctor run in
+    the wrong directory must not leave an empty ledger behind)."""
+    db = settings.db_path
+    if "://" not in db and not Path(db).exists():
+        problem = database_problem(db, must_exist=False)
+        if problem:
+            return [(False, problem)]
+        return [(True, f"no database at {Path(db).resolve()} yet (IMAGINEBOT_DB): the first `imaginebot run` or `generate` creates it there.")]
     try:
-        await store.open()
+        store = await open_store(settings, must_exist=True)
+    except UsageError as e:
+        return [(False, str(e))]
+    try:
         count = (await store.run(lambda: store.query("SELECT COUNT(*) AS c FROM jobs")))[0]["c"]
         return [(True, f"database {settings.db_path} is usable ({count} jobs recorded)")]
     except Exception as e:  # any failure here is the admin's to fix: say what it was
-        return [(False, f"database {settings.db_path} can't be opened: {e}. Check the path and write permissions (IMAGINEBOT_DB).")]
+        return [(False, database_error(settings.db_path, e))]
     finally:
         await store.close()
 

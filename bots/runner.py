@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import gc
 import logging
 import signal
@@ -68,10 +69,19 @@ async def run(settings: Settings, config: Config, *, only: str | None) -> int:
     app = build_web_app(service, adapters, slack=slack if slack is not None and not settings.slack_app_token else None)
     web_runner = web.AppRunner(app, access_log=None)
     await web_runner.setup()
-    await web.TCPSite(web_runner, "0.0.0.0", settings.port).start()
+    try:
+        await web.TCPSite(web_runner, "0.0.0.0", settings.port).start()
+    except OSError as e:
+        await web_runner.cleanup()
+        await service.close()
+        if e.errno == errno.EADDRINUSE:
+            raise UsageError(f"PORT {settings.port} is already in use by another process. Stop it, or set PORT to a free port.") from None
+        raise UsageError(f"can't listen on PORT {settings.port} ({e.strerror}). Set PORT to a port this user may open.") from None
     log.info("HTTP server listening on port %d", settings.port)
 
     stop = asyncio.Event()
+    config_errors: list[str] = []
+    discord_start: asyncio.Task[None] | None = None
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
@@ -80,7 +90,9 @@ async def run(settings: Settings, config: Config, *, only: str | None) -> int:
         if slack is not None and settings.slack_app_token:
             await slack.start_socket_mode()
         if discord is not None:
-            await discord.start()
+            # In the background: an unreachable Discord must not keep Slack
+            # (or /healthz) from serving; a refused token stops the process.
+            discord_start = asyncio.create_task(_start_discord(discord, settings, stop, config_errors), name="discord-start")
         # Everything made at start-up (SDKs, command trees, config) lives for
         # the whole run: keep the collector from re-scanning it, which cut the
         # defer p99 from ~25 ms to ~5 ms in bench/discord_defer.py.
@@ -90,6 +102,10 @@ async def run(settings: Settings, config: Config, *, only: str | None) -> int:
         await stop.wait()
         log.info("shutting down: letting running jobs finish (up to %.0f s)", config.server.shutdown_grace_seconds)
     finally:
+        if discord_start is not None:
+            discord_start.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await discord_start
         service.stop_accepting()
         grace = config.server.shutdown_grace_seconds
         await asyncio.gather(*(a.close(grace) for a in adapters.values()), return_exceptions=True)
@@ -99,7 +115,37 @@ async def run(settings: Settings, config: Config, *, only: str | None) -> int:
         await _announce(leftovers, adapters)
         await service.close()
     log.info("stopped")
+    if config_errors:
+        raise UsageError(config_errors[0])
     return 0
+
+
+DISCORD_RETRY_FIRST, DISCORD_RETRY_MAX = 2.0, 60.0
+
+
+async def _start_discord(discord: Any, settings: Settings, stop: asyncio.Event, config_errors: list[str]) -> None:
+    """Connect to Discord, retrying with backoff while it can't be reached
+    (its /healthz entry says "down" meanwhile); a token Discord refuses is a
+    config error: stop the process, which then exits 2."""
+    from discord.errors import HTTPException, LoginFailure
+
+    delay = DISCORD_RETRY_FIRST
+    where = settings.discord_api_url or "https://discord.com"
+    while True:
+        try:
+            await discord.start()
+            return
+        except LoginFailure:
+            config_errors.append("Discord refused DISCORD_BOT_TOKEN. Copy the bot token again from the Discord Developer "
+                                 "Portal (your application → Bot → Reset Token) into DISCORD_BOT_TOKEN.")  # fmt: skip
+            stop.set()
+            return
+        except (OSError, asyncio.TimeoutError, HTTPException, RuntimeError) as e:
+            log.warning("discord: can't connect to %s (%s: %s); retrying in %.0f s", where, type(e).__name__, e, delay)
+        if discord.client.is_closed():
+            discord.client.clear()  # start() closed it on a gateway timeout: re-open for the next try
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, DISCORD_RETRY_MAX)
 
 
 async def _announce(jobs: list[InterruptedJob], adapters: dict[str, Any]) -> None:

@@ -6,6 +6,7 @@ import json
 from datetime import date, timedelta
 from typing import Any
 
+from bots.compose import open_store
 from bots.settings import Settings
 from core.config import Config
 from core.ledger import Ledger
@@ -45,8 +46,7 @@ def format_table(title: str, rows: list[dict[str, Any]]) -> str:
 async def print_usage(settings: Settings, config: Config, *, days: int, as_json: bool) -> int:
     if days < 1:
         raise ValueError("--days must be 1 or more.")
-    store = Store(settings.db_path)
-    await store.open()
+    store = await open_store(settings, must_exist=True)  # reading must not create it
     try:
         ledger = Ledger(store, config)
         since = (date.fromisoformat(ledger.today()) - timedelta(days=days - 1)).isoformat()

@@ -1,0 +1,225 @@
+"""A new admin's mistakes, each run as the real `imaginebot` process: every
+one exits with the documented status and a few lines naming the variable and
+what to do; none prints a traceback (SPEC §2)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import aiohttp
+import pytest
+
+from tests.e2e.conftest import REPO, BotProcess, Fakes, SlackUser, eventually, free_port
+from tests.fakes.openai_server import FakeOpenAI
+
+MAX_LINES = 4  # "a message of a few lines"
+_INHERITED_PREFIXES = ("OPENAI_", "SLACK_", "DISCORD_", "IMAGINEBOT_")
+
+
+def base_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_INHERITED_PREFIXES) and k not in ("PORT", "LOG_FORMAT")}
+    env.update(PYTHONPATH=str(REPO), NO_PROXY="127.0.0.1,localhost")
+    env.update(extra or {})
+    return env
+
+
+async def imaginebot(*args: str, cwd: Path, env: Mapping[str, str], timeout: float = 90) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bots", *args, cwd=cwd, env=dict(env), stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except asyncio.TimeoutError:
+        proc.kill()
+        out, err = await proc.communicate()
+        raise AssertionError(f"imaginebot {' '.join(args)} did not exit within {timeout:g} s:\n{err.decode()[-3000:]}") from None
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+def assert_one_line_error(code: int, err: str, *, expected_code: int, names: str, says: str = "") -> None:
+    assert "Traceback" not in err, err
+    assert code == expected_code, (code, err)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert 1 <= len(lines) <= MAX_LINES, err
+    assert names in err, err
+    assert says.lower() in err.lower(), err
+
+
+@contextlib.contextmanager
+def read_only(directory: Path) -> Iterator[None]:
+    """Nothing can be created or changed in `directory`, not even by root
+    (file modes do not bind root: the immutable attribute does)."""
+    if os.geteuid() == 0:
+        if subprocess.run(["chattr", "+i", str(directory)], capture_output=True).returncode != 0:
+            pytest.skip("chattr +i is not available here")
+        try:
+            yield
+        finally:
+            subprocess.run(["chattr", "-i", str(directory)], check=True)
+    else:
+        directory.chmod(0o555)
+        try:
+            yield
+        finally:
+            directory.chmod(0o755)
+
+
+# ----------------------------------------------------------------------------- IMAGINEBOT_DB
+
+
+def _bad_databases(root: Path) -> dict[str, tuple[str, str]]:
+    """name -> (IMAGINEBOT_DB value, words the message must contain)."""
+    (root / "notes.txt").write_text("this is not a database\n" * 100)
+    (root / "adir").mkdir()
+    return {
+        "missing directory": (str(root / "no" / "such" / "dir" / "imaginebot.db"), "does not exist"),
+        "a directory": (str(root / "adir"), "is a directory"),
+        "not a database": (str(root / "notes.txt"), "not a database"),
+    }
+
+
+CHAT_ENV = {"SLACK_BOT_TOKEN": "xoxb-fake-newcomer", "SLACK_SIGNING_SECRET": "fake-newcomer-secret"}
+
+
+@pytest.mark.parametrize("command", ["generate", "usage", "run"])
+async def test_a_database_path_that_cannot_be_opened_exits_2_naming_imaginebot_db(
+    command: str, tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    args = {"generate": ["generate", "a fox"], "usage": ["usage"], "run": ["run"]}[command]
+    for case, (db, says) in _bad_databases(tmp_path).items():
+        if command == "usage" and case == "missing directory":
+            says = "no database at"  # a reading command says so before looking at the directory
+        env = base_env({"OPENAI_API_KEY": "sk-test-fake-newcomer", "OPENAI_BASE_URL": fake_openai.base_url,
+                        "IMAGINEBOT_DB": db, "PORT": str(free_port()), **CHAT_ENV})  # fmt: skip
+        code, _, err = await imaginebot(*args, cwd=tmp_path, env=env)
+        assert_one_line_error(code, err, expected_code=2, names="IMAGINEBOT_DB", says=says)
+        assert db in err, (case, err)
+    assert fake_openai.requests == [], "no model call with a database that can't be opened"
+    assert (tmp_path / "notes.txt").read_text().startswith("this is not a database"), "the file was left as it was"
+
+
+@pytest.mark.parametrize("command", ["generate", "run"])
+async def test_a_database_in_a_read_only_place_exits_2(command: str, tmp_path: Path, fake_openai: FakeOpenAI) -> None:
+    place = tmp_path / "readonly"
+    place.mkdir()
+    existing = place / "existing.db"
+    conn = sqlite3.connect(existing)
+    conn.execute("CREATE TABLE t (a)")
+    conn.close()
+    args = ["generate", "a fox"] if command == "generate" else ["run"]
+    with read_only(place):
+        for db in (place / "new.db", existing):
+            env = base_env({"OPENAI_API_KEY": "sk-test-fake-newcomer", "OPENAI_BASE_URL": fake_openai.base_url,
+                            "IMAGINEBOT_DB": str(db), "PORT": str(free_port()), **CHAT_ENV})  # fmt: skip
+            code, _, err = await imaginebot(*args, cwd=tmp_path, env=env)
+            assert_one_line_error(code, err, expected_code=2, names="IMAGINEBOT_DB", says="read-only")
+            assert str(db) in err
+    assert fake_openai.requests == []
+
+
+@pytest.mark.parametrize("command", ["usage", "doctor"])
+async def test_usage_and_doctor_do_not_create_the_database(command: str, tmp_path: Path, fake_openai: FakeOpenAI) -> None:
+    env = base_env({"OPENAI_API_KEY": "sk-test-fake-newcomer", "OPENAI_BASE_URL": fake_openai.base_url})
+    code, out, err = await imaginebot(command, cwd=tmp_path, env=env)
+    assert not (tmp_path / "imaginebot.db").exists(), f"`imaginebot {command}` created the database"
+    assert "Traceback" not in err
+    assert f"no database at {tmp_path / 'imaginebot.db'}" in out + err
+    if command == "usage":
+        assert_one_line_error(code, err, expected_code=2, names="IMAGINEBOT_DB")
+
+
+# ----------------------------------------------------------------------------- PORT and Discord
+
+
+async def test_a_port_in_use_exits_2_naming_port(tmp_path: Path, fake_openai: FakeOpenAI) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        busy.bind(("0.0.0.0", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        env = base_env({"OPENAI_API_KEY": "sk-test-fake-newcomer", "OPENAI_BASE_URL": fake_openai.base_url,
+                        "IMAGINEBOT_DB": str(tmp_path / "bot.db"), "PORT": str(port), **CHAT_ENV})  # fmt: skip
+        code, _, err = await imaginebot("run", cwd=tmp_path, env=env)
+    assert_one_line_error(code, err, expected_code=2, names="PORT", says=f"{port} is already in use")
+
+
+def _bot_env(fakes: Fakes, tmp_path: Path, **overrides: str) -> dict[str, str]:
+    config = tmp_path / "imaginebot.toml"
+    config.write_text('[server]\nshutdown_grace_seconds = 2\n[slack]\nprogress_update_seconds = 1\n')
+    env = base_env({
+        **fakes.secrets.all(),
+        "OPENAI_BASE_URL": fakes.openai.base_url,
+        "SLACK_API_URL": fakes.slack.api_url,
+        "DISCORD_API_URL": fakes.discord.api_base,
+        "IMAGINEBOT_DB": str(tmp_path / "imaginebot.db"),
+        "IMAGINEBOT_CONFIG": str(config),
+        "PORT": str(free_port()),
+        "LOG_FORMAT": "json",
+    })  # fmt: skip
+    env.update(overrides)
+    return env
+
+
+@pytest.mark.parametrize("command", ["run", "discord"])
+async def test_a_discord_token_discord_refuses_exits_2(command: str, tmp_path: Path, fakes: Fakes) -> None:
+    env = _bot_env(fakes, tmp_path, DISCORD_BOT_TOKEN="refused-e2e-token")
+    code, _, err = await imaginebot(command, cwd=tmp_path, env=env)
+    records = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    plain = "\n".join(line for line in err.splitlines() if not line.startswith("{"))
+    assert "Traceback" not in err and not any("exception" in r for r in records), err
+    assert_one_line_error(code, plain, expected_code=2, names="DISCORD_BOT_TOKEN", says="refused")
+
+
+async def test_an_unreachable_discord_at_start_leaves_slack_serving(
+    tmp_path: Path, fakes: Fakes, http: aiohttp.ClientSession
+) -> None:
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{closed.getsockname()[1]}/api/v10"
+    env = _bot_env(fakes, tmp_path, DISCORD_API_URL=dead)
+    bot = BotProcess(env=env, workdir=tmp_path, log_path=tmp_path / "bot.log", http=http)
+    await bot.start()
+    try:
+        async def health() -> dict[str, Any] | None:
+            try:
+                status, body = await bot.get("/healthz")
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                return None
+            return {"http_status": status, **json.loads(body)}
+
+        seen: list[Any] = []
+
+        async def slack_up_discord_down() -> bool:
+            assert bot.proc is not None and bot.proc.returncode is None, bot.log_tail()
+            h = await health()
+            seen.append(h)
+            return h is not None and h.get("slack") == "up" and h.get("discord") == "down"
+
+        for _ in range(600):
+            if await slack_up_discord_down():
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError(f"healthz never showed slack up, discord down: {seen[-3:]}\n{bot.log_tail()}")
+        assert seen[-1]["http_status"] == 503
+
+        fakes.slack.add_user("UNEW")
+        alice = SlackUser(fakes.slack, http, fakes.secrets.slack_signing_secret, "UNEW")
+        ack = await alice.imagine(bot, "a fox while discord is away")
+        assert ack.status == 200
+        await eventually(alice.deliveries, what="the Slack delivery while Discord is unreachable", seen=alice.outcomes)
+        assert bot.proc is not None and bot.proc.returncode is None
+        assert "Traceback" not in bot.log_text()
+    finally:
+        await bot.close()
