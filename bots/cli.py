@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import logging
 import sys
+import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -19,7 +21,7 @@ from bots.compose import UsageError, open_service, read_config
 from bots.settings import Settings
 from core.config import Config
 from core.errors import ConfigError, ImagineError
-from core.models import Requester, Upload
+from core.models import ImageResult, Requester, Upload
 from core.options import FORMATS, QUALITIES, build_options
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -113,7 +115,7 @@ async def _dispatch(args: argparse.Namespace, settings: Settings, config: Config
 
 async def _make_images(args: argparse.Namespace, settings: Settings, config: Config) -> int:
     options = build_options(config, size=args.size, quality=args.quality, n=args.n, format=args.format)
-    out = Path(args.out)
+    out = writable_dir(args.out)  # before any money is spent
     service = await open_service(settings, config)
     try:
         await service.recover()
@@ -128,15 +130,50 @@ async def _make_images(args: argparse.Namespace, settings: Settings, config: Con
         except ImagineError as e:
             print(e.user_message, file=sys.stderr)
             return EXIT_FAIL
-        out.mkdir(parents=True, exist_ok=True)
-        for image in result.images:
-            path = out / image.filename
-            path.write_bytes(image.data)
+        try:
+            paths = _write_images(out, result)
+        except OSError as e:
+            # Paid for but not delivered: the images go back on the limit (the
+            # same path a chat upload that fails takes), and the user is told.
+            given_back = await service.delivery_failed(result.job_id, "write_failed")
+            after = "They were given back to your daily limit" if given_back else "Nothing more was charged"
+            print(f"imaginebot: couldn't write the images into {out} ({e.strerror or e}). {after}; "
+                  f"job {result.job_id}.", file=sys.stderr)  # fmt: skip
+            return EXIT_FAIL
+        for path in paths:
             print(path)
         print(f"{len(result.images)} image(s), ${result.cost_usd:.4f}, job {result.job_id}", file=sys.stderr)
         return EXIT_OK
     finally:
         await service.close()
+
+
+def writable_dir(text: str) -> Path:
+    """`--out`, created if missing and proven writable, or a UsageError."""
+    out = Path(text)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass  # what os.access can't tell (root, read-only mounts, immutable directories)
+    except OSError as e:
+        raise UsageError(f"--out {out}: can't write there ({e.strerror or e}). Pick a directory you can write to.") from None
+    return out
+
+
+def _write_images(out: Path, result: ImageResult) -> list[Path]:
+    """All the images, or none: a partial set is removed before the error goes up."""
+    written: list[Path] = []
+    try:
+        for image in result.images:
+            path = out / image.filename
+            path.write_bytes(image.data)
+            written.append(path)
+    except OSError:
+        for path in written:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        raise
+    return written
 
 
 def _read_upload(path: str) -> Upload:

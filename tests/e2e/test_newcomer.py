@@ -223,3 +223,69 @@ async def test_an_unreachable_discord_at_start_leaves_slack_serving(
         assert "Traceback" not in bot.log_text()
     finally:
         await bot.close()
+
+
+# ----------------------------------------------------------------------------- CLI --out (issue 8, item 5)
+
+
+def _cli_env(fake_openai: FakeOpenAI, tmp_path: Path) -> dict[str, str]:
+    return base_env({"OPENAI_API_KEY": "sk-test-fake-newcomer", "OPENAI_BASE_URL": fake_openai.base_url,
+                     "IMAGINEBOT_DB": str(tmp_path / "imaginebot.db")})  # fmt: skip
+
+
+def _cli_args(kind: str, tmp_path: Path, out: Path, prompt: str = "a fox") -> list[str]:
+    if kind == "generate":
+        return ["generate", prompt, "--out", str(out)]
+    from PIL import Image
+
+    Image.new("RGB", (64, 48), "red").save(tmp_path / "in.png")
+    return ["edit", str(tmp_path / "in.png"), "--prompt", prompt, "--out", str(out)]
+
+
+def _jobs(db: Path) -> list[tuple[str, int]]:
+    if not db.exists():
+        return []
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute("SELECT status, units FROM jobs").fetchall()
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("kind", ["generate", "edit"])
+async def test_an_out_dir_that_cannot_be_written_is_refused_before_any_money_is_spent(
+    kind: str, tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    (tmp_path / "a-file").write_text("not a directory")
+    place = tmp_path / "readonly"
+    place.mkdir()
+    env = _cli_env(fake_openai, tmp_path)
+    for out in (tmp_path / "a-file" / "sub", tmp_path / "a-file", place / "new", place):
+        with read_only(place):
+            code, stdout, err = await imaginebot(*_cli_args(kind, tmp_path, out), cwd=tmp_path, env=env)
+        assert_one_line_error(code, err, expected_code=2, names="--out", says=str(out))
+        assert stdout == ""
+    assert fake_openai.requests == [], "the model was called for images that could not be written"
+    assert _jobs(tmp_path / "imaginebot.db") == []
+    # A missing directory is created before the call.
+    code, stdout, err = await imaginebot(*_cli_args(kind, tmp_path, tmp_path / "new" / "deep"), cwd=tmp_path, env=env)
+    assert code == 0, err
+    assert all(Path(p).parent == tmp_path / "new" / "deep" for p in stdout.split())
+
+
+@pytest.mark.parametrize("kind", ["generate", "edit"])
+async def test_images_that_cannot_be_written_after_the_call_go_back_on_the_limit(
+    kind: str, tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    env = _cli_env(fake_openai, tmp_path)
+    fake_openai.latency = 5.0  # room to make the directory unwritable while the model "works"
+    proc = asyncio.create_task(imaginebot(*_cli_args(kind, tmp_path, out), cwd=tmp_path, env=env))
+    await eventually(lambda: fake_openai.requests, what="the model call", timeout=60)
+    with read_only(out):
+        code, stdout, err = await proc
+    assert_one_line_error(code, err, expected_code=1, names=str(out), says="given back")
+    assert stdout == "" and list(out.iterdir()) == []
+    [(status, units)] = _jobs(tmp_path / "imaginebot.db")
+    assert (status, units) == ("undelivered", 0), "the images were lost but still count against the limit"
