@@ -13,6 +13,7 @@ import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -22,7 +23,8 @@ from core.errors import ConfigError
 
 @dataclass(frozen=True)
 class ModelPrice:
-    """USD per 1M tokens."""
+    """USD per 1M tokens: the older `[pricing.models."<model>"]` spelling of a
+    model's prices, still accepted (see ModelInfo)."""
 
     text_input: float
     cached_text_input: float
@@ -32,19 +34,72 @@ class ModelPrice:
     text_output: float = 10.0
 
 
-def _default_prices() -> dict[str, ModelPrice]:
-    # SPEC §1 for gpt-image-2; gpt-image-1.5 from OpenAI's pricing page. Text
-    # output tokens are rare for image models; priced like gpt-image-1's.
+QUALITY_NAMES = ("low", "medium", "high", "xhigh", "max", "auto")
+CLASSIC_QUALITIES = ("low", "medium", "high", "auto")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One entry of the model catalog (`[models."<model>"]`): what it costs
+    and what it can do. Built-in entries below; a config table overrides the
+    keys it names and keeps the rest, so correcting a reported fact (a price,
+    a quality, transparency, a shutdown date) never needs code."""
+
+    # USD per 1M tokens. The Images API reports no cached tokens (openai 3.57's
+    # ImagesResponse.usage has none), so the cached prices are kept for the
+    # record and charge nothing today.
+    text_input: float
+    image_input: float
+    image_output: float
+    text_output: float = 10.0
+    cached_text_input: float = 0.0
+    cached_image_input: float = 0.0
+    transparent: bool = False  # takes background = "transparent"
+    qualities: tuple[str, ...] = CLASSIC_QUALITIES
+    any_size: bool = True  # any WxH by gpt-image-2's rules; false = square, landscape, portrait, auto only
+    max_input_images: int = 16  # per edit
+    batch: bool = True  # the Batch API takes it
+    shutdown_date: str = ""  # "YYYY-MM-DD" when known; the API's GET /models answer is checked too
+    replacement: str = ""  # what to use instead once it shuts down
+
+
+def _gpt_image_2_like(**facts: Any) -> ModelInfo:
+    # SPEC §1: gpt-image-2's token prices; 2.5/2.6 are reported to cost the same.
+    return ModelInfo(text_input=5.00, cached_text_input=1.25, image_input=8.00, cached_image_input=2.00, image_output=30.00, **facts)
+
+
+def _retired(shutdown_date: str, replacement: str, image_output: float, **prices: float) -> ModelInfo:
+    base = {"text_input": 5.00, "cached_text_input": 1.25, "image_input": 8.00, "cached_image_input": 2.00, **prices}
+    return ModelInfo(image_output=image_output, transparent=True, any_size=False, shutdown_date=shutdown_date,
+                     replacement=replacement, **base)  # fmt: skip
+
+
+def _default_catalog() -> dict[str, ModelInfo]:
+    # What is only reported by third parties (2.6's transparency, xhigh/max,
+    # 2.5/2.6 prices) is data here, so an admin corrects it in config.
+    new_qualities = ("low", "medium", "high", "xhigh", "max", "auto")
     return {
-        "gpt-image-2": ModelPrice(5.00, 1.25, 8.00, 2.00, 30.00),
-        "gpt-image-1.5": ModelPrice(5.00, 1.25, 8.00, 2.00, 32.00),
+        "gpt-image-2": _gpt_image_2_like(),
+        "gpt-image-2.5-flare": _gpt_image_2_like(transparent=True, qualities=new_qualities),
+        "gpt-image-2.5-sunburst": _gpt_image_2_like(transparent=True, qualities=new_qualities),
+        "gpt-image-2.6-flare": _gpt_image_2_like(transparent=True, qualities=new_qualities),
+        "gpt-image-2.6-sunburst": _gpt_image_2_like(transparent=True, qualities=new_qualities),
+        # Shut down (OpenAI's deprecations page), kept so that a config naming
+        # them gets a clear answer and the replacement instead of a 404.
+        "gpt-image-1.5": _retired("2026-12-01", "gpt-image-2.6-sunburst", 32.00),
+        "chatgpt-image-latest": _retired("2026-12-01", "gpt-image-2.6-sunburst", 32.00),
+        "gpt-image-1-mini": _retired("2026-12-01", "gpt-image-2.6-flare", 8.00, text_input=2.00, cached_text_input=0.20,
+                                     image_input=2.50, cached_image_input=0.25),  # fmt: skip
+        "gpt-image-1": _retired("2026-10-23", "gpt-image-2.5-sunburst", 40.00, image_input=10.00, cached_image_input=2.50),
     }
 
 
 @dataclass(frozen=True)
 class OpenAIConfig:
     model: str = "gpt-image-2"
-    transparent_model: str = "gpt-image-1.5"  # "" = refuse transparent backgrounds
+    # gpt-image-1.5 until it shut down on 2026-12-01; "" = refuse transparent backgrounds
+    transparent_model: str = "gpt-image-2.6-sunburst"
+    allowed_models: tuple[str, ...] = ("gpt-image-2",)  # what `--model` may pick
     timeout_seconds: float = 300.0
     max_concurrent_calls: int = 4
     rate_limit_retries: int = 3  # 429 rate_limit_exceeded only, honouring Retry-After
@@ -68,7 +123,7 @@ class LimitsConfig:
     max_images_per_request: int = 8
     max_jobs_in_flight_per_user: int = 2
     quality_weights: Mapping[str, float] = field(
-        default_factory=lambda: {"low": 1, "medium": 1, "high": 4, "auto": 4}
+        default_factory=lambda: {"low": 1, "medium": 1, "high": 4, "auto": 4, "xhigh": 6, "max": 8}
     )
     daily_budget_usd_per_workspace: float = 0.0
     daily_budget_usd_total: float = 0.0
@@ -82,15 +137,15 @@ class LimitsConfig:
 
 @dataclass(frozen=True)
 class PricingConfig:
-    # Merged over the built-in table: a file that prices one model (say, a new
-    # one) must not silently drop the prices of the others it still uses.
-    models: Mapping[str, ModelPrice] = field(default_factory=_default_prices, metadata={"merge_with_default": True})
+    # The older spelling of the catalog's prices, still read: each table here
+    # sets the prices of that model's catalog entry ([models."<model>"] keys win).
+    models: Mapping[str, ModelPrice] = field(default_factory=dict)
     # Used only to reserve before the call (the charge comes from `usage`):
     # output image tokens of one 1024x1024 image per quality, scaled by
     # sqrt(pixels / 1024²) for other sizes. Round up: a reservation that is too
     # small lets a budget be overrun.
     output_tokens_1024: Mapping[str, int] = field(
-        default_factory=lambda: {"low": 200, "medium": 1800, "high": 7100, "auto": 7100}
+        default_factory=lambda: {"low": 200, "medium": 1800, "high": 7100, "auto": 7100, "xhigh": 14200, "max": 28400}
     )
     input_image_tokens_per_edit_image: int = 1600
 
@@ -122,6 +177,7 @@ class Config:
     slack: SlackConfig = field(default_factory=SlackConfig)
     discord: DiscordConfig = field(default_factory=DiscordConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
+    models: Mapping[str, ModelInfo] = field(default_factory=_default_catalog)  # the model catalog
     source: str = field(default="(built-in defaults)", compare=False)
 
     @property
@@ -144,13 +200,30 @@ def load_config(path: str | Path | None) -> Config:
 
 
 def config_from_mapping(raw: Mapping[str, Any], *, source: str = "(mapping)") -> Config:
-    cfg = _build(Config, {k: v for k, v in raw.items()}, source, prefix="")
-    cfg = dataclasses.replace(cfg, source=source)
+    rest = {k: v for k, v in raw.items() if k != "models"}
+    cfg = _build(Config, rest, source, prefix="")
+    catalog = _build_catalog(raw.get("models", {}), cfg.pricing.models, source)
+    cfg = dataclasses.replace(cfg, models=catalog, source=source)
     _check_semantics(cfg)
     return cfg
 
 
-def _build(cls: type, raw: Mapping[str, Any], source: str, prefix: str) -> Any:
+def _build_catalog(raw: Any, legacy_prices: Mapping[str, ModelPrice], source: str) -> dict[str, ModelInfo]:
+    """Built-in entries, then `[pricing.models."<m>"]` prices (the older
+    spelling), then `[models."<m>"]` keys: each layer changes only what it names."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{source}: [models] must be a table of models, got {_tname(raw)}.")
+    catalog = _default_catalog()
+    for model, price in legacy_prices.items():
+        prices = dataclasses.asdict(price)
+        base = catalog.get(model)
+        catalog[model] = dataclasses.replace(base, **prices) if base is not None else ModelInfo(**prices)
+    for model, table in raw.items():
+        catalog[str(model)] = _build(ModelInfo, table, source, prefix=f'models."{model}".', base=catalog.get(str(model)))
+    return catalog
+
+
+def _build(cls: type, raw: Mapping[str, Any], source: str, prefix: str, base: Any = None) -> Any:
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{source}: [{prefix.rstrip('.')}] must be a table, got {_tname(raw)}.")
     hints = typing.get_type_hints(cls)
@@ -162,14 +235,13 @@ def _build(cls: type, raw: Mapping[str, Any], source: str, prefix: str) -> Any:
             known = ", ".join(sorted(fields))
             raise ConfigError(f"{source}: unknown key '{dotted}'. Known keys here: {known}.")
         values[key] = _convert(hints[key], value, source, dotted)
-        factory = fields[key].default_factory
-        if fields[key].metadata.get("merge_with_default") and callable(factory):
-            values[key] = {**factory(), **values[key]}
     missing = [
         name
         for name, f in fields.items()
         if name not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
     ]
+    if base is not None:
+        return dataclasses.replace(base, **values)
     if missing:
         raise ConfigError(f"{source}: [{prefix.rstrip('.')}] is missing {', '.join(missing)}.")
     return cls(**values)
@@ -248,22 +320,52 @@ def _check_semantics(cfg: Config) -> None:
     for q in ("low", "medium", "high"):
         if q not in cfg.limits.quality_weights:
             raise ConfigError(f"{src}: 'limits.quality_weights' must give a weight for '{q}'.")
-    if cfg.openai.model not in cfg.pricing.models:
-        raise ConfigError(
-            f"{src}: no price for model '{cfg.openai.model}' (openai.model). Add a [pricing.models.\"{cfg.openai.model}\"] table "
-            "with text_input, cached_text_input, image_input, cached_image_input and image_output (USD per 1M tokens)."
-        )
-    if cfg.openai.transparent_model and cfg.openai.transparent_model not in cfg.pricing.models:
-        raise ConfigError(
-            f"{src}: no price for model '{cfg.openai.transparent_model}' (openai.transparent_model). Add a "
-            f"[pricing.models.\"{cfg.openai.transparent_model}\"] table with text_input, cached_text_input, image_input, "
-            "cached_image_input and image_output (USD per 1M tokens), or set transparent_model = \"\" to refuse transparent backgrounds."
-        )
+    _check_catalog(cfg)
     if cfg.openai.moderation not in ("auto", "low"):
         raise ConfigError(f"{src}: 'openai.moderation' must be \"auto\" or \"low\", got {cfg.openai.moderation!r}.")
-    if cfg.defaults.quality not in ("low", "medium", "high", "auto"):
-        raise ConfigError(f"{src}: 'defaults.quality' must be one of low, medium, high, auto.")
+    if cfg.defaults.quality not in QUALITY_NAMES:
+        raise ConfigError(f"{src}: 'defaults.quality' must be one of {', '.join(QUALITY_NAMES)}.")
     if cfg.defaults.format not in ("png", "jpeg", "webp"):
         raise ConfigError(f"{src}: 'defaults.format' must be one of png, jpeg, webp.")
     if not 1 <= cfg.defaults.n <= cfg.limits.max_images_per_request:
         raise ConfigError(f"{src}: 'defaults.n' must be between 1 and limits.max_images_per_request.")
+
+
+def _check_catalog(cfg: Config) -> None:
+    """Every model the config names has a catalog entry that fits its role."""
+    src = cfg.source
+    for model, info in cfg.models.items():
+        key = f'models."{model}"'
+        bad = [q for q in info.qualities if q not in QUALITY_NAMES]
+        if bad or not info.qualities:
+            raise ConfigError(f"{src}: '{key}.qualities' must list some of {', '.join(QUALITY_NAMES)}, got {list(info.qualities)}.")
+        if info.shutdown_date and not _is_date(info.shutdown_date):
+            raise ConfigError(f"{src}: '{key}.shutdown_date' must be a date like \"2026-12-01\" (or \"\" for none), got {info.shutdown_date!r}.")
+        if not 1 <= info.max_input_images <= 16:
+            raise ConfigError(f"{src}: '{key}.max_input_images' must be between 1 and 16, got {info.max_input_images}.")
+    named = [("openai.model", cfg.openai.model)]
+    if cfg.openai.transparent_model:
+        named.append(("openai.transparent_model", cfg.openai.transparent_model))
+    named += [("openai.allowed_models", m) for m in cfg.openai.allowed_models]
+    for key, model in named:
+        if model not in cfg.models:
+            raise ConfigError(
+                f"{src}: no catalog entry (so no price) for model '{model}' ({key}). Add a [models.\"{model}\"] table "
+                "with at least text_input, image_input and image_output (USD per 1M tokens); known models: "
+                f"{', '.join(cfg.models)}."
+            )
+    transparent = cfg.openai.transparent_model
+    if transparent and not cfg.models[transparent].transparent:
+        raise ConfigError(
+            f"{src}: 'openai.transparent_model' is {transparent!r}, which does not take transparent backgrounds "
+            f"(models.\"{transparent}\".transparent = false). Pick a model that does, like gpt-image-2.6-sunburst, "
+            "or set transparent_model = \"\" to refuse transparent backgrounds."
+        )
+
+
+def _is_date(text: str) -> bool:
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return len(text) == 10

@@ -194,7 +194,7 @@ class Ledger:
                 (
                     per_image * images, cost_usd, cost_usd, images, model, usage.input_text_tokens,
                     usage.input_image_tokens, usage.output_image_tokens, usage.output_text_tokens,
-                    usage.cached_text_tokens + usage.cached_image_tokens, self.clock().timestamp(), model_seconds,
+                    0, self.clock().timestamp(), model_seconds,  # cached_tokens: the Images API reports none
                     attempts, reservation.job_id,
                 ),
             )
@@ -243,9 +243,11 @@ class Ledger:
         limits = self.config.limits
         with self.store.transaction() as conn:
             if charge:
+                # Keep the images on the user's limit, but no money: a blocked
+                # call reports no usage, so OpenAI billed nothing to record.
                 conn.execute(
-                    "UPDATE jobs SET status = 'blocked', error_code = 'policy_blocked', finished_at = ?, notify = '{}' "
-                    "WHERE id = ? AND status = 'reserved'",
+                    "UPDATE jobs SET status = 'blocked', usd = 0, cost_usd = 0, error_code = 'policy_blocked', finished_at = ?, "
+                    "notify = '{}' WHERE id = ? AND status = 'reserved'",
                     (now, reservation.job_id),
                 )
             else:

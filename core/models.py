@@ -77,14 +77,13 @@ class GeneratedImage:
 
 @dataclass(frozen=True)
 class Usage:
-    """Token counts as the API reported them."""
+    """Token counts as the API reported them: the fields of the pinned SDK's
+    ImagesResponse.usage (openai 3.57), which has no cached-token counts."""
 
     input_text_tokens: int = 0
     input_image_tokens: int = 0
     output_image_tokens: int = 0
     output_text_tokens: int = 0
-    cached_text_tokens: int = 0
-    cached_image_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:

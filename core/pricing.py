@@ -1,26 +1,26 @@
 """What a call costs: estimated before (to reserve against budgets) and
-computed after from the response's `usage` with the config's price table."""
+computed after from the response's `usage` with the model catalog's prices."""
 
 from __future__ import annotations
 
 import math
 
-from core.config import Config, ModelPrice
+from core.config import Config, ModelInfo
 from core.models import ImageOptions, Usage
 
 _PER_TOKEN = 1 / 1_000_000
+# Output tokens grow a little faster than sqrt(pixels): SPEC §1's 2048x2048
+# high is 14,272 tokens, 2.03 × the 7,024 of 1024x1024. The reservation must
+# never be below the charge (a budget would be overrun), so it gets headroom.
+_ESTIMATE_HEADROOM = 1.10
 
 
-def cost_usd(price: ModelPrice, usage: Usage) -> float:
-    """The charge for one response. Cached tokens are part of the input
-    counts and billed at the cached rate instead of the full one."""
-    text_full = max(0, usage.input_text_tokens - usage.cached_text_tokens)
-    image_full = max(0, usage.input_image_tokens - usage.cached_image_tokens)
+def cost_usd(price: ModelInfo, usage: Usage) -> float:
+    """The charge for one response, at the full token rates: the Images API
+    reports no cached tokens (see README, Pricing)."""
     usd = (
-        text_full * price.text_input
-        + usage.cached_text_tokens * price.cached_text_input
-        + image_full * price.image_input
-        + usage.cached_image_tokens * price.cached_image_input
+        usage.input_text_tokens * price.text_input
+        + usage.input_image_tokens * price.image_input
         + usage.output_image_tokens * price.image_output
         + usage.output_text_tokens * price.text_output
     ) * _PER_TOKEN
@@ -36,12 +36,12 @@ def _pixels(size: str) -> int:
 
 def estimate_usd(config: Config, model: str, options: ImageOptions, prompt: str, input_images: int = 0) -> float:
     """A deliberately generous estimate, reserved against budgets until the
-    real usage is known."""
-    price = config.pricing.models[model]
+    real usage is known: an upper bound of every known charge (tests/core/test_pricing.py)."""
+    price = config.models[model]
     per_image = config.pricing.output_tokens_1024.get(options.quality, max(config.pricing.output_tokens_1024.values()))
     scale = max(1.0, math.sqrt(_pixels(options.size) / (1024 * 1024)))
-    output_tokens = math.ceil(per_image * scale) * options.n
-    text_tokens = len(prompt.encode("utf-8")) // 2 + 1  # a token is ~4 bytes; halve for slack
+    output_tokens = math.ceil(per_image * scale * _ESTIMATE_HEADROOM) * options.n
+    text_tokens = len(prompt.encode("utf-8")) + 1  # never more than one token per byte
     image_tokens = input_images * config.pricing.input_image_tokens_per_edit_image
     usage = Usage(input_text_tokens=text_tokens, input_image_tokens=image_tokens, output_image_tokens=output_tokens)
     return cost_usd(price, usage)

@@ -193,6 +193,9 @@ def _result(response: Any, model: str, options: ImageOptions, attempts: int) -> 
 
 
 def _usage(u: Any) -> Usage:
+    """Read what openai 3.57's ImagesResponse.usage defines: input_tokens with
+    input_tokens_details {text_tokens, image_tokens}, output_tokens with the
+    optional output_tokens_details {image_tokens, text_tokens}. No cached counts."""
     if u is None:
         return Usage()
     details_in = getattr(u, "input_tokens_details", None)
@@ -206,14 +209,11 @@ def _usage(u: Any) -> Usage:
         text_out = getattr(details_out, "text_tokens", 0) or 0
     else:
         image_out, text_out = getattr(u, "output_tokens", 0) or 0, 0
-    extra = getattr(details_in, "model_extra", None) or {}
     return Usage(
         input_text_tokens=int(text_in or 0),
         input_image_tokens=int(image_in or 0),
         output_image_tokens=int(image_out),
         output_text_tokens=int(text_out),
-        cached_text_tokens=int(extra.get("cached_text_tokens", 0) or 0),
-        cached_image_tokens=int(extra.get("cached_image_tokens", 0) or 0),
     )
 
 

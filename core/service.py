@@ -186,7 +186,7 @@ class ImageService:
                     result = await self._call_model(kind, model, prompt, options, inputs, mask, requester)
                     model_seconds = time.monotonic() - called
             self.metrics.model_latency.labels(kind).observe(model_seconds)
-            cost = cost_usd(self.config.pricing.models[model], result.usage)
+            cost = cost_usd(self.config.models[model], result.usage)
             await _shielded(
                 self.store.run(
                     lambda: self.ledger.settle_sync(

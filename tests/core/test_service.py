@@ -503,3 +503,16 @@ async def test_queue_position_updates_are_coalesced(make_service: MakeService, f
     await asyncio.gather(*jobs)
     # The last of 30 moved up 29 times in about 1 s; uncoalesced it would hear 29 positions.
     assert max(counts.values()) <= 4, counts
+
+
+async def test_charged_policy_block_keeps_units_but_no_usd_the_api_never_billed(make_service: MakeService) -> None:
+    # Issue 8 item 7: a blocked call has no usage, so OpenAI billed nothing;
+    # the estimate must not stay on the books and fill the budgets.
+    service = await make_service(limits={"charge_policy_blocks": True, "daily_budget_usd_per_workspace": 5.0})
+    with pytest.raises(PolicyBlocked):
+        await service.generate(PERSON, "BLOCK_OUTPUT", ImageOptions(quality="high", size="2048x2048"))
+    (row,) = await job_rows(service)
+    assert (row["status"], row["units"]) == ("blocked", 4.0)
+    assert (row["usd"], row["cost_usd"] or 0.0) == (0.0, 0.0)
+    status = await service.quota(PERSON)
+    assert (status.used, status.workspace_spent_usd) == (4.0, 0.0)

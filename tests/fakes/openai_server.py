@@ -18,7 +18,7 @@ Standalone (end-to-end tests with the bot in another process)::
     # prints "listening http://127.0.0.1:8099/v1"; control it over HTTP:
     #   GET  /_fake/requests            recorded requests as JSON (files: size + sha256)
     #   POST /_fake/reset               forget requests and *_ONCE state
-    #   POST /_fake/config {"latency": 2.5}
+    #   POST /_fake/config {"latency": 2.5, "today": "2026-12-02", "shutdown_dates": {"gpt-image-2.6-flare": "2026-12-02"}}
     #   POST /_fake/fail_next {"trigger": "RATE_LIMIT", "times": 1}
 
 Wire format of edits, as sent by openai 3.57 (checked against the real SDK,
@@ -46,6 +46,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import datetime
 import functools
 import hashlib
 import io
@@ -70,14 +71,35 @@ from tests.fakes.loopback import serve_on_loopback
 # Model facts
 # --------------------------------------------------------------------------
 
-#: Image models the fake knows. The dated snapshot is an alias of gpt-image-2.
+#: Image models the fake knows. The dated snapshots are aliases.
 GPT_IMAGE_2_MODELS: Final = frozenset({"gpt-image-2", "gpt-image-2-2026-04-21"})
-IMAGE_MODELS: Final = frozenset(GPT_IMAGE_2_MODELS | {"gpt-image-1.5", "gpt-image-1", "gpt-image-1-mini"})
+#: gpt-image-2.5 (2026-09-08) and 2.6 (2026-11-04): transparency and the
+#: xhigh/max qualities (SPEC §1), gpt-image-2's sizes and token counts.
+NEWER_MODELS: Final = frozenset(
+    {
+        "gpt-image-2.5-flare", "gpt-image-2.5-flare-2026-09-08", "gpt-image-2.5-sunburst",
+        "gpt-image-2.5-sunburst-2026-09-08", "gpt-image-2.6-flare", "gpt-image-2.6-sunburst",
+    }
+)  # fmt: skip
+LEGACY_MODELS: Final = frozenset({"gpt-image-1.5", "gpt-image-1", "gpt-image-1-mini", "chatgpt-image-latest"})
+IMAGE_MODELS: Final = frozenset(GPT_IMAGE_2_MODELS | NEWER_MODELS | LEGACY_MODELS)
+#: Models taking any valid WxH (the others only LEGACY_SIZES).
+FREE_SIZE_MODELS: Final = GPT_IMAGE_2_MODELS | NEWER_MODELS
 _MODEL_CREATED: Final = 1_776_729_600  # a fixed, plausible unix time for /v1/models
+#: OpenAI's deprecations page (SPEC §1): what GET /v1/models reports as
+#: shutdown_date. From that day on (``FakeOpenAI.today``) image calls to the
+#: model answer 404 model_not_found. Tests may change a copy per fake.
+SHUTDOWN_DATES: Final[Mapping[str, str]] = {
+    "gpt-image-1.5": "2026-12-01",
+    "gpt-image-1-mini": "2026-12-01",
+    "chatgpt-image-latest": "2026-12-01",
+    "gpt-image-1": "2026-10-23",
+}
 
-#: Older models accept only these sizes; gpt-image-2 accepts any valid WxH.
+#: Older models accept only these sizes; gpt-image-2 and newer accept any valid WxH.
 LEGACY_SIZES: Final = ("1024x1024", "1024x1536", "1536x1024", "auto")
-QUALITIES: Final = ("low", "medium", "high", "auto")
+QUALITIES: Final = ("low", "medium", "high", "xhigh", "max", "auto")
+NEWER_QUALITIES: Final = ("xhigh", "max")  # only NEWER_MODELS take these
 OUTPUT_FORMATS: Final = ("png", "jpeg", "webp")
 BACKGROUNDS: Final = ("transparent", "opaque", "auto")
 MODERATIONS: Final = ("low", "auto")
@@ -98,7 +120,8 @@ MAX_ASPECT: Final = 3.0
 #: gpt-image-2 numbers are the published ones (SPEC §1); the older models use
 #: the gpt-image-1 table, which is all the bot needs to tell them apart.
 _BASE_OUTPUT_TOKENS: Final[Mapping[str, Mapping[str, int]]] = {
-    "gpt-image-2": {"low": 196, "medium": 1756, "high": 7024},
+    # xhigh/max have no published counts: twice and four times high here.
+    "gpt-image-2": {"low": 196, "medium": 1756, "high": 7024, "xhigh": 14_048, "max": 28_096},
     "legacy": {"low": 272, "medium": 1056, "high": 4160},
 }
 #: Known size factors relative to 1024x1024 for gpt-image-2 (SPEC §1:
@@ -366,7 +389,7 @@ def parse_size(size: str | None, model: str) -> tuple[int, int] | None:
     """Validate a size for a model; None means "auto"."""
     if size is None or size == "auto":
         return None
-    if model not in GPT_IMAGE_2_MODELS:
+    if model not in FREE_SIZE_MODELS:
         if size not in LEGACY_SIZES:
             raise _invalid("size", f"Invalid value: '{size}'. Supported values are: {_one_of(LEGACY_SIZES)}.")
     match = _SIZE_RE.match(size)
@@ -426,6 +449,9 @@ def validate_params(params: Mapping[str, Any], *, edit: bool) -> ImageParams:
 
     size = parse_size(_check_str(params, "size"), model)
     quality = _check_choice(params, "quality", QUALITIES) or "auto"
+    if quality in NEWER_QUALITIES and model not in NEWER_MODELS:
+        supported = tuple(q for q in QUALITIES if q not in NEWER_QUALITIES)
+        raise _invalid("quality", f"Invalid value: '{quality}'. Supported values for {model} are: {_one_of(supported)}.")
     output_format = _check_choice(params, "output_format", OUTPUT_FORMATS) or "png"
 
     compression = _check_int(params, "output_compression", from_form=edit)
@@ -564,9 +590,9 @@ def _open_image(data: bytes, param: str, message: str) -> Image.Image:
 
 def output_tokens_per_image(model: str, quality: str, width: int, height: int) -> int:
     """Output image tokens for one image (auto quality bills as medium)."""
-    table = _BASE_OUTPUT_TOKENS["gpt-image-2" if model in GPT_IMAGE_2_MODELS else "legacy"]
+    table = _BASE_OUTPUT_TOKENS["gpt-image-2" if model in FREE_SIZE_MODELS else "legacy"]
     base = table["medium" if quality == "auto" else quality]
-    factor = _GPT2_SIZE_FACTORS.get((width, height)) if model in GPT_IMAGE_2_MODELS else None
+    factor = _GPT2_SIZE_FACTORS.get((width, height)) if model in FREE_SIZE_MODELS else None
     if factor is None:
         factor = math.sqrt(width * height / 1_048_576)
     return round(base * factor)
@@ -678,6 +704,9 @@ class FakeOpenAI:
       requests       every request received (all but /_fake/ control calls), in arrival order
       in_flight      image requests being answered right now
       max_in_flight  peak of in_flight since start/reset (checks concurrency caps)
+      gate           an asyncio.Event every /v1 request waits for (None = no gate)
+      today          the fake's date: from a model's shutdown_date on, its image calls 404
+      shutdown_dates model -> "YYYY-MM-DD" (GET /v1/models), a copy of SHUTDOWN_DATES to change
     """
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, latency: float = 0.0) -> None:
@@ -691,6 +720,9 @@ class FakeOpenAI:
         self._fail_queue: list[str] = []
         self._cache = _RenderCache()
         self._runner: web.AppRunner | None = None
+        self.today = datetime.date.today()
+        self.gate: asyncio.Event | None = None  # when set to an unset Event, requests wait for it
+        self.shutdown_dates: dict[str, str] = dict(SHUTDOWN_DATES)
 
     # ---- lifecycle -------------------------------------------------------
 
@@ -772,6 +804,8 @@ class FakeOpenAI:
             try:
                 try:
                     await self._record(request, record)
+                    if self.gate is not None:
+                        await self.gate.wait()
                     if self.latency > 0:
                         await asyncio.sleep(self.latency)
                     response = await handler(request, record)
@@ -869,6 +903,7 @@ class FakeOpenAI:
                 "JSON.)",
             )
         self._check_verified(key, record.json.get("model"))
+        self._check_not_shut_down(record.json.get("model"))
         params = validate_params(record.json, edit=False)
         size = params.size or (1024, 1024)
         return await self._answer(request, params, size, input_images=0)
@@ -878,6 +913,7 @@ class FakeOpenAI:
         if not record.headers.get("content-type", "").startswith("multipart/form-data"):
             raise ApiError(400, "Invalid Content-Type header: expected multipart/form-data.")
         self._check_verified(key, record.form.get("model"))
+        self._check_not_shut_down(record.form.get("model"))
         params = validate_params(record.form, edit=True)
         images, _mask = _validate_edit_files(record.files)
         size = params.size or _auto_edit_size(images[0])
@@ -885,7 +921,7 @@ class FakeOpenAI:
 
     async def _list_models(self, request: web.Request, record: RecordedRequest) -> web.Response:
         self._auth(record)
-        data = [_model_object(m) for m in sorted(IMAGE_MODELS)]
+        data = [self._model_object(m) for m in sorted(IMAGE_MODELS)]
         return self._json(200, {"object": "list", "data": data}, request[_REQUEST_ID], time.monotonic())
 
     async def _get_model(self, request: web.Request, record: RecordedRequest) -> web.Response:
@@ -899,10 +935,28 @@ class FakeOpenAI:
                 f"The model '{model}' does not exist or you do not have access to it.",
                 code="model_not_found",
             )
-        return self._json(200, _model_object(model), request[_REQUEST_ID], time.monotonic())
+        return self._json(200, self._model_object(model), request[_REQUEST_ID], time.monotonic())
 
     async def _not_found(self, request: web.Request, record: RecordedRequest) -> web.Response:
         raise ApiError(404, f"Invalid URL ({request.method} {request.path})")
+
+    def _model_object(self, model: str) -> dict[str, Any]:
+        return {"id": model, "object": "model", "created": _MODEL_CREATED, "owned_by": "openai",
+                "shutdown_date": self.shutdown_dates.get(model)}  # fmt: skip
+
+    def is_shut_down(self, model: str) -> bool:
+        shutdown = self.shutdown_dates.get(model)
+        return shutdown is not None and datetime.date.fromisoformat(shutdown) <= self.today
+
+    def _check_not_shut_down(self, model: object) -> None:
+        # The models endpoint still describes a shut-down model (with its
+        # date); calls to it fail as the real API's do.
+        if isinstance(model, str) and self.is_shut_down(model):
+            raise ApiError(
+                404,
+                f"The model `{model}` does not exist or you do not have access to it.",
+                code="model_not_found",
+            )
 
     def _check_verified(self, key: str, model: object) -> None:
         if "unverified" in key:
@@ -991,7 +1045,12 @@ class FakeOpenAI:
         body = await request.json()
         if "latency" in body:
             self.latency = float(body["latency"])
-        return web.Response(body=json.dumps({"latency": self.latency}).encode(), content_type="application/json")
+        if "today" in body:
+            self.today = datetime.date.fromisoformat(body["today"])
+        if "shutdown_dates" in body:
+            self.shutdown_dates.update(body["shutdown_dates"])
+        state = {"latency": self.latency, "today": self.today.isoformat(), "shutdown_dates": self.shutdown_dates}
+        return web.Response(body=json.dumps(state).encode(), content_type="application/json")
 
     async def _admin_fail_next(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -1000,10 +1059,6 @@ class FakeOpenAI:
         except (KeyError, ValueError) as exc:
             return web.Response(status=400, text=str(exc))
         return web.Response(body=b"{}", content_type="application/json")
-
-
-def _model_object(model: str) -> dict[str, Any]:
-    return {"id": model, "object": "model", "created": _MODEL_CREATED, "owned_by": "openai"}
 
 
 def _auto_edit_size(first: Image.Image) -> tuple[int, int]:
