@@ -131,3 +131,15 @@ class ShuttingDown(ProviderError):
 
 class Interrupted(ProviderError):
     code = "interrupted"
+
+
+class ModelShutDown(ProviderError):
+    """The model is gone (OpenAI shut it down, 404 model_not_found), or the
+    catalog or GET /models says it has: refunded, or refused before any call."""
+
+    code = "model_shut_down"
+    retryable = False
+
+    def __init__(self, user_message: str, *, model: str, job_id: str | None = None) -> None:
+        super().__init__(user_message, job_id=job_id)
+        self.model = model

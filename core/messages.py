@@ -128,6 +128,23 @@ def model_unavailable() -> str:
     )
 
 
+def model_shut_down(model: str, on: str, replacement: str, *, transparent: bool) -> str:
+    """A model OpenAI shut down: said before any call when the bot knows it,
+    or after the API answered 404 for it (refunded either way)."""
+    when_text = f" on {on}" if on else ""
+    fix = f"switch the bot to {replacement}" if replacement else "pick another model"
+    if transparent:
+        return (
+            f"Transparent backgrounds aren't available right now: OpenAI shut down {model}, the model that makes them"
+            f"{when_text}. Nothing was charged. Please tell an admin: they should {fix} (`imaginebot doctor` says how). "
+            "Meanwhile, leave out --background transparent."
+        )
+    return (
+        f"I can't make images with {model} any more: OpenAI shut it down{when_text}. Nothing was charged. "
+        f"Please tell an admin: they should {fix} (`imaginebot doctor` says how)."
+    )
+
+
 def invalid_request(reason: str) -> str:
     return f"OpenAI couldn't take this request: {reason} Nothing was charged."
 

@@ -25,6 +25,12 @@ class Metrics:
         )
         self.queue_length = Gauge("imaginebot_queue_length", "Jobs waiting for a model slot.", registry=r)
         self.in_flight = Gauge("imaginebot_model_calls_in_flight", "Model calls running now.", registry=r)
+        self.model_days_left = Gauge(
+            "imaginebot_model_days_left",
+            "Days until OpenAI shuts down each configured model (+Inf: none announced; 0 or less: shut down).",
+            ["model"],
+            registry=r,
+        )
         self.model_latency = Histogram(
             "imaginebot_model_call_seconds", "Time of one model call, retries included.", ["kind"], buckets=_MODEL_BUCKETS, registry=r
         )

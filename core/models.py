@@ -48,11 +48,14 @@ class ImageOptions:
     format: str = "png"
     background: str = "auto"
     compression: int | None = None  # 0-100, jpeg/webp only
+    model: str = ""  # picked with --model (one of openai.allowed_models); "" = the server's routing
 
     def describe(self) -> str:
         parts = [self.size, f"{self.quality} quality", f"{self.n} image" + ("s" if self.n != 1 else ""), self.format]
         if self.background != "auto":
             parts.append(f"{self.background} background")
+        if self.model:
+            parts.append(self.model)
         return " · ".join(parts)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from core.config import Config
+from core.config import QUALITY_NAMES, Config
 from core.errors import InvalidInput
 from core.models import ImageOptions
 
@@ -17,7 +17,7 @@ SIZE_PRESETS: dict[str, str] = {
     "wide-2k": "2048x1152",
     "tall-2k": "1152x2048",
 }
-QUALITIES = ("low", "medium", "high", "auto")
+QUALITIES = QUALITY_NAMES  # what a model takes is in its catalog entry
 FORMATS = ("png", "jpeg", "webp")
 BACKGROUNDS = ("auto", "opaque", "transparent")
 MAX_PROMPT_CHARS = 32_000
@@ -27,11 +27,11 @@ MIN_PIXELS = 655_360
 MAX_PIXELS = 8_294_400
 MAX_EDGE = 3840
 MAX_ASPECT = 3.0
-# Older image models (the transparent fallback) take only these.
+# Models whose catalog entry says any_size = false take only these.
 CLASSIC_SIZES = ("auto", "1024x1024", "1536x1024", "1024x1536")
 
 _WXH = re.compile(r"^(\d{2,5})\s*[x×]\s*(\d{2,5})$")
-_FLAGS = ("size", "quality", "n", "format", "background")
+_FLAGS = ("size", "quality", "n", "format", "background", "model")
 # "—" and "–" count as "--": phones and macOS turn a typed double dash into a dash.
 _FLAG_PREFIXES = ("--", "—", "–")
 _FLAG_ALIASES = {"count": "n", "q": "quality", "s": "size", "fmt": "format", "bg": "background"}
@@ -77,13 +77,16 @@ def build_options(
     format: str | None = None,
     background: str | None = None,
     compression: int | None = None,
+    model: str | None = None,
 ) -> ImageOptions:
-    """Validated options; None means the config's default."""
+    """Validated options; None means the config's default. Everything the
+    model that will make the images can't do is refused here, before any
+    money is spent (its catalog entry says what it can do)."""
     d = config.defaults
     size_v = normalize_size(size if size is not None else d.size, config)
     quality_v = (quality if quality is not None else d.quality).strip().lower()
     if quality_v not in QUALITIES:
-        raise InvalidInput(f"I don't know the quality “{quality}”. Use low, medium, high or auto.")
+        raise InvalidInput(f"I don't know the quality “{quality}”. Use {_or(config.models[config.openai.model].qualities)}.")
     max_n = config.limits.max_images_per_request
     if n is None:
         n_v = d.n
@@ -102,22 +105,65 @@ def build_options(
     bg = (background or "auto").strip().lower()
     if bg not in BACKGROUNDS:
         raise InvalidInput(f"I don't know the background “{background}”. Use auto, opaque or transparent.")
-    if bg == "transparent":
-        if not config.openai.transparent_model:
-            raise InvalidInput("Transparent backgrounds are turned off on this server. Leave out --background transparent.")
-        if fmt == "jpeg":
-            raise InvalidInput("JPEG can't be transparent. Use --format png or --format webp with a transparent background.")
-        if size_v not in CLASSIC_SIZES:
-            raise InvalidInput(
-                f"Transparent backgrounds come from {config.openai.transparent_model}, which makes only "
-                "square (1024x1024), landscape (1536x1024) or portrait (1024x1536) images."
-            )
+    picked = _check_model_choice(config, model)
+    routed = route_model(config, picked, bg)
+    info = config.models[routed]
+    if bg == "transparent" and fmt == "jpeg":
+        raise InvalidInput("JPEG can't be transparent. Use --format png or --format webp with a transparent background.")
+    if quality_v not in info.qualities:
+        raise InvalidInput(f"{_made_by(routed, bg)} doesn't offer {quality_v} quality. Use {_or(info.qualities)}.")
+    if not info.any_size and size_v not in CLASSIC_SIZES:
+        raise InvalidInput(
+            f"{_made_by(routed, bg)} makes only square (1024x1024), landscape (1536x1024) or portrait (1024x1536) images."
+        )
     if compression is not None:
         if fmt == "png":
             raise InvalidInput("Compression applies only to jpeg and webp images.")
         if not 0 <= compression <= 100:
             raise InvalidInput("Compression must be between 0 and 100.")
-    return ImageOptions(size=size_v, quality=quality_v, n=n_v, format=fmt, background=bg, compression=compression)
+    return ImageOptions(
+        size=size_v, quality=quality_v, n=n_v, format=fmt, background=bg, compression=compression, model=picked
+    )
+
+
+def _check_model_choice(config: Config, model: str | None) -> str:
+    """`--model` may name only what the admin allows: refused before any call."""
+    picked = (model or "").strip()
+    if not picked:
+        return ""
+    allowed = config.openai.allowed_models
+    for name in allowed:
+        if name.lower() == picked.lower():
+            return name
+    if len(allowed) == 1:
+        raise InvalidInput(f"This server makes images only with {allowed[0]}, not “{model}”. Leave out --model.")
+    raise InvalidInput(f"I can't use the model “{model}” here. You can pick {_or(allowed)}.")
+
+
+def route_model(config: Config, picked: str, background: str) -> str:
+    """The model that makes the images: the one picked with --model, else the
+    transparent model for transparent backgrounds (gpt-image-2 refuses them),
+    else openai.model. Refuses what the catalog says the model can't do."""
+    transparent = config.openai.transparent_model
+    if background != "transparent":
+        return picked or config.openai.model
+    if picked:
+        if config.models[picked].transparent:
+            return picked
+        other = f" Leave out --model to get one from {transparent}." if transparent else ""
+        raise InvalidInput(f"{picked} can't make transparent backgrounds.{other}")
+    if not transparent:
+        raise InvalidInput("Transparent backgrounds are turned off on this server. Leave out --background transparent.")
+    return transparent
+
+
+def _made_by(model: str, background: str) -> str:
+    return f"Transparent backgrounds come from {model}, which" if background == "transparent" else model
+
+
+def _or(items: tuple[str, ...] | list[str]) -> str:
+    items = list(items)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]
 
 
 def check_options(config: Config, options: ImageOptions) -> ImageOptions:
@@ -132,6 +178,7 @@ def check_options(config: Config, options: ImageOptions) -> ImageOptions:
         format=options.format,
         background=options.background,
         compression=options.compression,
+        model=options.model,
     )
 
 
@@ -200,9 +247,11 @@ def parse_command(text: str, config: Config) -> tuple[str, ImageOptions]:
         n=flags.get("n"),
         format=flags.get("format"),
         background=flags.get("background"),
+        model=flags.get("model"),
     )
     return prompt, options
 
 
 def _example(flag: str) -> str:
-    return {"size": "landscape", "quality": "high", "n": "2", "format": "webp", "background": "transparent"}[flag]
+    examples = {"size": "landscape", "quality": "high", "n": "2", "format": "webp", "background": "transparent"}
+    return examples.get(flag, "gpt-image-2")

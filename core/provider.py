@@ -23,6 +23,7 @@ from core import messages
 from core.config import Config
 from core.errors import (
     InvalidRequest,
+    ModelShutDown,
     ModelTimeout,
     NotAllowed,
     OutOfCredit,
@@ -62,7 +63,7 @@ class ImageProvider(Protocol):
         user_tag: str,
     ) -> ProviderResult: ...
 
-    async def check_model(self, model: str) -> None: ...
+    async def check_model(self, model: str) -> str | None: ...
 
     async def close(self) -> None: ...
 
@@ -119,12 +120,14 @@ class OpenAIProvider:
             params["mask"] = (mask.filename, mask.data, mask.mime)
         return await self._on_thread(self._call(model, options, lambda: self.client.images.edit(**params)))
 
-    async def check_model(self, model: str) -> None:
-        """Cheap access check for `imaginebot doctor`: no image is made."""
+    async def check_model(self, model: str) -> str | None:
+        """Cheap access check (no image is made): the model's `shutdown_date`
+        ("YYYY-MM-DD", or None when none is announced)."""
         try:
-            await self._on_thread(self.client.models.retrieve(model))
+            found = await self._on_thread(self.client.models.retrieve(model))
         except openai.APIError as e:
             raise translate(e, timeout_seconds=self.config.openai.timeout_seconds) from None
+        return found.shutdown_date
 
     async def close(self) -> None:
         if self._thread is None:
@@ -133,6 +136,14 @@ class OpenAIProvider:
         await self._thread.run(self.client.close())
         self._thread.stop()
         self._thread = None
+
+    def _shut_down(self, model: str, options: ImageOptions) -> ModelShutDown:
+        """404 on an image call: the model is gone (model_not_found), e.g.
+        shut down since the last daily check. Said in plain words."""
+        info = self.config.models.get(model)
+        transparent = options.background == "transparent"
+        text = messages.model_shut_down(model, "", info.replacement if info else "", transparent=transparent)
+        return ModelShutDown(text, model=model)
 
     def _common_params(self, model: str, prompt: str, options: ImageOptions, user_tag: str) -> dict[str, Any]:
         params: dict[str, Any] = {
@@ -162,6 +173,8 @@ class OpenAIProvider:
                 response = await call()
             except openai.APIError as e:
                 error = translate(e, timeout_seconds=cfg.timeout_seconds)
+                if isinstance(e, openai.NotFoundError):
+                    error = self._shut_down(model, options)
                 error.attempts = attempts
                 if isinstance(error, RateLimited) and rate_retries < cfg.rate_limit_retries:
                     wait = _retry_after(e)

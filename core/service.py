@@ -21,6 +21,7 @@ from core.config import Config
 from core.errors import (
     ImagineError,
     InvalidInput,
+    ModelShutDown,
     ModelTimeout,
     NotPermitted,
     PolicyBlocked,
@@ -45,7 +46,8 @@ from core.models import (
     Requester,
     Upload,
 )
-from core.options import check_options, check_prompt
+from core.lifecycle import ModelLifecycle
+from core.options import check_options, check_prompt, route_model
 from core.pricing import cost_usd, estimate_usd, weighted_units
 from core.progress import ProgressReporter
 from core.provider import ImageProvider, ProviderResult, safety_identifier
@@ -85,6 +87,8 @@ class ImageService:
         self.progress_interval = progress_interval
         self._closing = False
         self._heartbeat: asyncio.Task[None] | None = None
+        self.lifecycle = ModelLifecycle(config, provider.check_model, self.metrics, clock)
+        self._model_watch: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, config: Config, db_path: str, provider: ImageProvider, **kwargs: Any) -> ImageService:
@@ -130,12 +134,19 @@ class ImageService:
         return await self._run(requester, "edit", prompt, options, tuple(inputs), checked_mask, progress, notify)
 
     def model_for(self, options: ImageOptions) -> str:
-        """gpt-image-2 refuses transparent backgrounds: those go to the
-        transparent model (check_options has already refused them when none
-        is configured, or for a size that model cannot make)."""
-        if options.background == "transparent":
-            return self.config.openai.transparent_model
-        return self.config.openai.model
+        """The model that makes these images (see core.options.route_model:
+        --model, else the transparent model for transparent backgrounds, else
+        openai.model), refused before anything is reserved if it has shut down."""
+        model = route_model(self.config, options.model, options.background)
+        self.lifecycle.check_live(model, transparent=options.background == "transparent")
+        return model
+
+    async def watch_models(self) -> None:
+        """Start-up and then daily: read each configured model's shutdown date
+        (warnings in the log, days left in /metrics)."""
+        await self.lifecycle.refresh()
+        if self._model_watch is None:
+            self._model_watch = asyncio.create_task(self.lifecycle.watch(), name="imaginebot-model-watch")
 
     async def _run(
         self,
@@ -204,6 +215,8 @@ class ImageService:
             raise await self._policy_blocked(reservation, requester, kind, e, started) from None
         except ImagineError as e:
             await self._refund(reservation, e.code, e.attempts)
+            if isinstance(e, ModelShutDown):
+                self.lifecycle.shut_down_now(model)  # the admin's log line; later jobs refused before any call
             self.metrics.jobs.labels(requester.platform, kind, e.code).inc()
             log.info("job %s %s failed for %s: %s", job_id, kind, requester.key, e.code,
                      extra=job_log_fields(job_id, requester, e.code, started))
@@ -374,7 +387,8 @@ class ImageService:
             kind=r["kind"],
             requester_key=r["user_key"],
             prompt=r["prompt"],
-            options=ImageOptions(size=r["size"], quality=r["quality"], n=r["n"], format=r["format"], background=r["background"]),
+            options=ImageOptions(size=r["size"], quality=r["quality"], n=r["n"], format=r["format"], background=r["background"],
+                                 model=_picked_model(self.config, r["model"], r["background"])),  # fmt: skip
             status=r["status"],
             created_at=datetime.fromtimestamp(r["created_at"], timezone.utc),
             cost_usd=r["cost_usd"] or 0.0,
@@ -409,10 +423,11 @@ class ImageService:
 
     async def close(self) -> None:
         self._closing = True
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat
+        for task in (self._heartbeat, self._model_watch):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         with contextlib.suppress(Exception):
             await self.store.run(self.ledger.retire_sync)
         await self.provider.close()
@@ -444,6 +459,16 @@ def interrupted_log_fields(job: InterruptedJob) -> dict[str, Any]:
         "outcome": "interrupted",
         "elapsed_ms": round(elapsed.total_seconds() * 1000),
     }
+
+
+def _picked_model(config: Config, model: str | None, background: str) -> str:
+    """What "Again" asks for: the job's model if it was not the server's own
+    choice and --model may still pick it; else the server's routing."""
+    try:
+        routed = route_model(config, "", background)
+    except InvalidInput:
+        routed = ""
+    return model if model and model != routed and model in config.openai.allowed_models else ""
 
 
 async def _shielded(aw: Any) -> Any:

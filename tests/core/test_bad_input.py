@@ -62,7 +62,9 @@ async def test_bad_prompts(make_service: MakeService, fake_openai: FakeOpenAI, p
         (ImageOptions(quality="ultra"), "I don't know the quality “ultra”"),
         (ImageOptions(format="gif"), "I don't know the format “gif”"),
         (ImageOptions(background="green"), "I don't know the background “green”"),
-        (ImageOptions(background="transparent", size="2048x2048"), "makes only square (1024x1024)"),
+        (ImageOptions(quality="max"), "gpt-image-2 doesn't offer max quality"),
+        (ImageOptions(model="gpt-image-2.6-flare"), "makes images only with gpt-image-2"),  # not in allowed_models
+        (ImageOptions(model="gpt-image-2", background="transparent"), "gpt-image-2 can't make transparent backgrounds"),
         (ImageOptions(background="transparent", format="jpeg"), "JPEG can't be transparent"),
     ],
 )

@@ -9,7 +9,7 @@ import pytest
 from core.config import Config, config_from_mapping
 from core.errors import InvalidInput
 from core.models import ImageOptions
-from core.options import build_options, check_prompt, normalize_size, parse_command
+from core.options import build_options, check_prompt, normalize_size, parse_command, route_model
 
 CONFIG = Config()
 
@@ -100,7 +100,7 @@ def test_size_limits_from_config() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("a fox --style vivid", "I don't know the option “--style”. You can use --size, --quality, --n, --format, --background."),
+        ("a fox --style vivid", "I don't know the option “--style”. You can use --size, --quality, --n, --format, --background, --model."),
         ("a fox --quality ultra", "I don't know the quality “ultra”. Use low, medium, high or auto."),
         ("a fox --format gif", "I don't know the format “gif”. Use png, jpeg or webp."),
         ("a fox --background green", "I don't know the background “green”"),
@@ -116,7 +116,9 @@ def test_size_limits_from_config() -> None:
         ("--size square", "the prompt is empty"),
         ("   ", "the prompt is empty"),
         ("a fox --background transparent --format jpeg", "JPEG can't be transparent"),
-        ("a fox --background transparent --size 2k", "makes only square (1024x1024), landscape (1536x1024) or portrait"),
+        ("a fox --quality xhigh", "gpt-image-2 doesn't offer xhigh quality. Use low, medium, high or auto."),
+        ("a fox --model gpt-image-2.6-flare", "This server makes images only with gpt-image-2, not “gpt-image-2.6-flare”. Leave out --model."),
+        ("a fox --model", "The option --model needs a value, for example --model gpt-image-2."),
     ],
 )
 def test_mistakes_get_precise_messages(text: str, message: str) -> None:
@@ -193,3 +195,32 @@ def test_a_dash_before_an_unknown_word_is_punctuation_not_an_option() -> None:
     prompt, options = parse_command("a fox —the best one –size landscape", Config())
     assert prompt == "a fox —the best one"
     assert options.size == "1536x1024"
+
+
+OPEN = config_from_mapping({"openai": {"allowed_models": ["gpt-image-2", "gpt-image-2.6-flare", "gpt-image-1.5"]}})
+
+
+def test_model_flag_picks_an_allowed_model() -> None:
+    prompt, options = parse_command("a fox --model GPT-image-2.6-flare --quality max", OPEN)
+    assert (prompt, options.model, options.quality) == ("a fox", "gpt-image-2.6-flare", "max")
+    assert parse_command("a fox", OPEN)[1].model == ""  # the server's routing
+    with pytest.raises(InvalidInput) as info:
+        parse_command("a fox --model dall-e-3", OPEN)
+    assert info.value.user_message == "I can't use the model “dall-e-3” here. You can pick gpt-image-2, gpt-image-2.6-flare or gpt-image-1.5."
+
+
+def test_transparency_follows_the_catalog() -> None:
+    # The transparent model by default; a picked model only if its catalog entry takes transparency.
+    assert route_model(OPEN, "", "transparent") == "gpt-image-2.6-sunburst"
+    assert route_model(OPEN, "gpt-image-2.6-flare", "transparent") == "gpt-image-2.6-flare"
+    assert route_model(OPEN, "", "auto") == "gpt-image-2"
+    with pytest.raises(InvalidInput) as info:
+        parse_command("a logo --background transparent --model gpt-image-2", OPEN)
+    assert info.value.user_message == "gpt-image-2 can't make transparent backgrounds. Leave out --model to get one from gpt-image-2.6-sunburst."
+    # Facts are data: an admin who learns 2.6 takes only the classic sizes says so in config.
+    fixed = config_from_mapping({"models": {"gpt-image-2.6-sunburst": {"any_size": False}}})
+    assert parse_command("a logo --background transparent --size landscape", fixed)[1].size == "1536x1024"
+    with pytest.raises(InvalidInput) as info:
+        parse_command("a logo --background transparent --size 2k", fixed)
+    assert "gpt-image-2.6-sunburst, which makes only square (1024x1024), landscape (1536x1024) or portrait" in info.value.user_message
+    assert parse_command("a logo --background transparent --size 2k", OPEN)[1].size == "2048x2048"

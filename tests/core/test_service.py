@@ -186,18 +186,19 @@ async def test_prompts_reach_the_api_byte_for_byte(make_service: MakeService, fa
 
 
 async def test_transparent_background_uses_the_transparent_model(make_service: MakeService, fake_openai: FakeOpenAI) -> None:
-    service = await make_service()
-    result = await service.generate(PERSON, "a logo", ImageOptions(background="transparent"))
+    # The default transparent model (gpt-image-1.5 shut down on 2026-12-01), charged with its own catalog prices.
+    service = await make_service(models={"gpt-image-2.6-sunburst": {"image_output": 40.0}})
+    result = await service.generate(PERSON, "a logo", ImageOptions(background="transparent", size="2048x2048"))
     (call,) = fake_openai.calls("/images/generations")
     assert call.json is not None
-    assert (call.json["model"], call.json["background"]) == ("gpt-image-1.5", "transparent")
-    assert result.model == "gpt-image-1.5"
+    assert (call.json["model"], call.json["background"]) == ("gpt-image-2.6-sunburst", "transparent")
+    assert result.model == "gpt-image-2.6-sunburst"
     image = decoded(result.images[0].data)
-    assert image.mode == "RGBA" and image.getchannel("A").getextrema()[0] == 0
-    # Priced with gpt-image-1.5's own table: $32 per 1M output tokens (1,056 for medium 1024²).
-    assert result.cost_usd == pytest.approx((2 * 5.00 + 1056 * 32.00) / 1e6)
+    assert image.mode == "RGBA" and image.getchannel("A").getextrema()[0] == 0 and image.size == (2048, 2048)
+    # 1,756 output tokens × 2048²'s factor for medium, at $40 per 1M (not gpt-image-2's $30).
+    assert result.cost_usd == pytest.approx((2 * 5.00 + result.usage.output_image_tokens * 40.00) / 1e6)
     (row,) = await job_rows(service)
-    assert (row["model"], row["background"]) == ("gpt-image-1.5", "transparent")
+    assert (row["model"], row["background"]) == ("gpt-image-2.6-sunburst", "transparent")
 
 
 # --------------------------------------------------------------------------
