@@ -22,7 +22,7 @@ from bots.settings import Settings
 from core.config import Config
 from core.errors import ConfigError, ImagineError
 from core.models import ImageResult, Requester, Upload
-from core.options import FORMATS, QUALITIES, build_options
+from core.options import BACKGROUNDS, FORMATS, QUALITIES, build_options
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -62,6 +62,8 @@ def _image_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", help="square, portrait, landscape, 2k, wide-2k, tall-2k, auto or WxH")
     p.add_argument("--quality", choices=QUALITIES)
     p.add_argument("--n", type=int, help="number of images")
+    p.add_argument("--background", choices=BACKGROUNDS, help="transparent needs --format png or webp")
+    p.add_argument("--model", help="one of the config's openai.allowed_models")
     p.add_argument("--out", default=".", help="directory to write the images into (default: .)")
 
 
@@ -114,7 +116,9 @@ async def _dispatch(args: argparse.Namespace, settings: Settings, config: Config
 
 
 async def _make_images(args: argparse.Namespace, settings: Settings, config: Config) -> int:
-    options = build_options(config, size=args.size, quality=args.quality, n=args.n, format=args.format)
+    options = build_options(
+        config, size=args.size, quality=args.quality, n=args.n, format=args.format, background=args.background, model=args.model
+    )
     out = writable_dir(args.out)  # before any money is spent
     service = await open_service(settings, config)
     try:

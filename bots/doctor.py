@@ -4,6 +4,7 @@ is wrong. Exit 0 when everything needed is fine, 1 otherwise."""
 from __future__ import annotations
 
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Awaitable, Callable
 
@@ -11,9 +12,11 @@ from bots.compose import UsageError, database_error, database_problem, open_stor
 from bots.settings import Settings
 from core.config import Config
 from core.errors import ImagineError
+from core.lifecycle import ModelStatus, configured_models, status_of
 from core.provider import OpenAIProvider, make_client
 
-Check = tuple[bool, str]
+# (ok, text) — or (ok, text, "WARN") for something to act on soon that is not a failure yet.
+Check = tuple[bool, str] | tuple[bool, str, str]
 
 
 async def check_database(settings: Settings) -> list[Check]:
@@ -44,16 +47,31 @@ async def check_openai(settings: Settings, config: Config) -> list[Check]:
     client = make_client(settings.openai_api_key, base_url=settings.openai_base_url, timeout_seconds=30)
     provider = OpenAIProvider(client, config)
     results: list[Check] = []
+    today = datetime.now(timezone.utc).date()
     try:
-        for model in filter(None, (config.openai.model, config.openai.transparent_model)):
+        for model in configured_models(config):
             try:
-                await provider.check_model(model)
-                results.append((True, f"OpenAI key works and can see {model}"))
+                api_date = await provider.check_model(model)
             except ImagineError as e:
-                results.append((False, f"OpenAI model {model}: {e.user_message}"))
+                status = status_of(config, model, None, today)
+                if status.state == "shut_down":  # gone from the API too: the catalog knows why
+                    results.append((False, status.advice()))
+                else:
+                    results.append((False, f"OpenAI model {model}: {e.user_message}"))
+                continue
+            results.append(_shutdown_check(status_of(config, model, api_date, today)))
     finally:
         await provider.close()
     return results
+
+
+def _shutdown_check(status: ModelStatus) -> Check:
+    """Past its shutdown date: FAIL naming the replacement; within 30 days: WARN."""
+    if status.state == "shut_down":
+        return (False, status.advice())
+    if status.state == "warn":
+        return (True, status.advice(), "WARN")
+    return (True, f"OpenAI key works and can see {status.model}")
 
 
 async def run_doctor(settings: Settings, config: Config) -> int:
@@ -79,8 +97,8 @@ async def run_doctor(settings: Settings, config: Config) -> int:
         checks.append((False, "no chat platform configured: set SLACK_BOT_TOKEN (and SLACK_SIGNING_SECRET or SLACK_APP_TOKEN) and/or DISCORD_BOT_TOKEN."))
     for check in platform_checks:
         checks += await check()
-    for ok, text in checks:
-        print(f"{'ok  ' if ok else 'FAIL'} {text}")
-    failed = sum(1 for ok, _ in checks if not ok)
+    for ok, text, *mark in checks:
+        print(f"{(mark[0] if mark else 'ok').ljust(4) if ok else 'FAIL'} {text}")
+    failed = sum(1 for ok, *_ in checks if not ok)
     print(f"\n{'All good.' if not failed else f'{failed} problem(s) to fix.'}", file=sys.stderr if failed else sys.stdout)
     return 0 if not failed else 1

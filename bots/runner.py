@@ -46,6 +46,7 @@ async def run(settings: Settings, config: Config, *, only: str | None) -> int:
     want_slack, want_discord = _check_settings(settings, only)
     service = await open_service(settings, config)
     interrupted = await service.recover()
+    await service.watch_models()  # shutdown dates: warnings now, re-read daily
     adapters: dict[str, Any] = {}
     slack = discord = None
     if want_slack:

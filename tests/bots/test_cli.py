@@ -8,6 +8,7 @@ import json
 import os
 import sqlite3
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,65 @@ async def test_doctor_reports_each_part(tmp_path: Path, env: dict[str, str]) -> 
     assert code == 1
     code, out, _ = await imaginebot("doctor", cwd=tmp_path, env={**env, "OPENAI_API_KEY": "sk-invalid-test"})
     assert "FAIL OpenAI model gpt-image-2" in out and "OPENAI_API_KEY" in out
+
+
+async def test_transparent_sticker_from_a_fresh_default_config(tmp_path: Path, env: dict[str, str], fake_openai: FakeOpenAI) -> None:
+    # Issue 10's "Done when": no config file at all, today's date (gpt-image-1.5 shut down on 2026-12-01).
+    assert not (tmp_path / "config").exists()
+    code, out, err = await imaginebot("generate", "a sticker of a cat", "--background", "transparent", cwd=tmp_path, env=env)
+    assert code == 0, err
+    (path,) = out.split()
+    with Image.open(tmp_path / path) as im:
+        assert im.format == "PNG" and im.mode == "RGBA"
+        assert im.getchannel("A").getextrema()[0] == 0  # really transparent somewhere
+    sent = fake_openai.calls("/images/generations")[0].json
+    assert sent is not None and (sent["model"], sent["background"]) == ("gpt-image-2.6-sunburst", "transparent")
+    assert not fake_openai.is_shut_down(sent["model"])
+
+
+async def test_doctor_fails_on_a_shut_down_transparent_model_naming_the_replacement(tmp_path: Path, env: dict[str, str]) -> None:
+    (tmp_path / "old.toml").write_text('[openai]\ntransparent_model = "gpt-image-1.5"\n')
+    code, out, _ = await imaginebot("doctor", cwd=tmp_path, env={**env, "IMAGINEBOT_CONFIG": "old.toml"})
+    assert code == 1
+    line = next(x for x in out.splitlines() if "gpt-image-1.5" in x)
+    assert line.startswith("FAIL ")
+    assert "shut this model down on 2026-12-01" in line
+    assert 'Use gpt-image-2.6-sunburst instead: set transparent_model = "gpt-image-2.6-sunburst" under [openai]' in line
+    assert "ok   OpenAI key works and can see gpt-image-2" in out
+
+
+async def test_doctor_warns_within_30_days(tmp_path: Path, env: dict[str, str], fake_openai: FakeOpenAI) -> None:
+    soon = fake_openai.today + timedelta(days=12)
+    fake_openai.shutdown_dates["gpt-image-2.6-sunburst"] = soon.isoformat()
+    code, out, _ = await imaginebot("doctor", cwd=tmp_path, env=env)
+    line = next(x for x in out.splitlines() if "gpt-image-2.6-sunburst" in x)
+    assert line.startswith("WARN ") and f"shuts this model down on {soon} (in 12 days)" in line
+    assert code == 1  # only for the missing chat platform, not the warning
+    assert out.count("FAIL") == 1 and "FAIL no chat platform configured" in out
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--model", "gpt-image-2.6-flare"], "This server makes images only with gpt-image-2, not “gpt-image-2.6-flare”"),
+        (["--background", "transparent", "--format", "jpeg"], "JPEG can't be transparent"),
+        (["--quality", "max"], "gpt-image-2 doesn't offer max quality"),
+    ],
+)
+async def test_model_choices_refused_before_any_call(
+    tmp_path: Path, env: dict[str, str], fake_openai: FakeOpenAI, flags: list[str], message: str
+) -> None:
+    code, out, err = await imaginebot("generate", "a fox", *flags, cwd=tmp_path, env=env)
+    assert code == 1 and out == ""
+    assert message in err and "Traceback" not in err
+    assert fake_openai.requests == []
+
+
+async def test_edit_with_a_transparent_background(tmp_path: Path, env: dict[str, str], fake_openai: FakeOpenAI) -> None:
+    Image.new("RGB", (64, 64), "red").save(tmp_path / "in.png", "PNG")
+    code, out, err = await imaginebot("edit", "in.png", "--prompt", "cut it out", "--background", "transparent", cwd=tmp_path, env=env)
+    assert code == 0, err
+    call = fake_openai.calls("/images/edits")[0]
+    assert (call.form["model"], call.form["background"]) == ("gpt-image-2.6-sunburst", "transparent")
+    with Image.open(tmp_path / out.split()[0]) as im:
+        assert im.mode == "RGBA"
