@@ -225,13 +225,14 @@ class DiscordAdapter:
 
     async def on_imagine(
         self, interaction: discord.Interaction[Any], prompt: str, *, size: str | None, quality: str | None,
-        count: int | None, format: str | None,
+        count: int | None, format: str | None, background: str | None = None, model: str | None = None,
     ) -> None:
         if not await self._admit(interaction, job=True):
             return
         try:
             check_prompt(prompt)
-            options = build_options(self.config, size=_wxh(size), quality=quality, n=count, format=format)
+            options = build_options(self.config, size=_wxh(size), quality=quality, n=count, format=format,
+                                    background=background, model=model)  # fmt: skip
         except InvalidInput as e:
             await delivery.send_private(interaction, render.render_error(e))
             return
@@ -267,12 +268,13 @@ class DiscordAdapter:
     async def on_edit(
         self, interaction: discord.Interaction[Any], prompt: str, images: Sequence[discord.Attachment], *,
         mask: discord.Attachment | None, size: str | None, quality: str | None, count: int | None,
+        background: str | None = None, model: str | None = None,
     ) -> None:
         if not await self._admit(interaction, job=True):
             return
         try:
             check_prompt(prompt)
-            options = build_options(self.config, size=_wxh(size), quality=quality, n=count)
+            options = build_options(self.config, size=_wxh(size), quality=quality, n=count, background=background, model=model)
             for attachment in [*images, *([mask] if mask else [])]:
                 if not is_image(attachment):
                     raise InvalidInput(f"“{attachment.filename}” isn't an image. Attach a PNG, JPEG or WebP picture.")

@@ -5,18 +5,20 @@ real objects here (no `from __future__ import annotations`): discord.py reads
 them to build the options, and the count's upper bound comes from the config.
 """
 
-from typing import TYPE_CHECKING, Optional
+import inspect
+from typing import TYPE_CHECKING, Any, Callable, Coroutine, Optional, TypeVar
 
 import discord
 from discord import app_commands
 
 from core.config import Config
 from core.errors import InvalidInput
-from core.options import FORMATS, QUALITIES, SIZE_PRESETS, normalize_size
+from core.options import BACKGROUNDS, FORMATS, QUALITIES, SIZE_PRESETS, normalize_size
 
 if TYPE_CHECKING:
     from bots.discord.bot import DiscordAdapter
 
+F = TypeVar("F", bound=Callable[..., Coroutine[Any, Any, None]])
 MAX_PROMPT_OPTION = 6000  # Discord's limit for a string option
 _SIZE_LABELS = {
     "square": "Square",
@@ -26,7 +28,15 @@ _SIZE_LABELS = {
     "wide-2k": "2K wide",
     "tall-2k": "2K tall",
 }
-_QUALITY_LABELS = {"low": "Low (fast, cheap)", "medium": "Medium", "high": "High (slow, counts more)", "auto": "Auto"}
+_QUALITY_LABELS = {
+    "low": "Low (fast, cheap)",
+    "medium": "Medium",
+    "high": "High (slow, counts more)",
+    "xhigh": "Extra high (newer models only)",
+    "max": "Max (newer models only)",
+    "auto": "Auto",
+}
+_BACKGROUND_LABELS = {"auto": "Auto", "opaque": "Opaque", "transparent": "Transparent (PNG or WebP)"}
 
 
 def size_choices(config: Config) -> list[app_commands.Choice[str]]:
@@ -44,28 +54,75 @@ def size_choices(config: Config) -> list[app_commands.Choice[str]]:
     return choices
 
 
-def quality_choices() -> list[app_commands.Choice[str]]:
-    return [app_commands.Choice(name=_QUALITY_LABELS.get(q, q), value=q) for q in QUALITIES]
+def quality_choices(config: Config) -> list[app_commands.Choice[str]]:
+    """The qualities the models people can pick offer (xhigh/max only when
+    the catalog gives them to openai.model or an allowed model)."""
+    usable = {config.openai.model, *config.openai.allowed_models}
+    offered = {q for m in usable for q in config.models[m].qualities}
+    return [app_commands.Choice(name=_QUALITY_LABELS.get(q, q), value=q) for q in QUALITIES if q in offered]
+
+
+def background_choices() -> list[app_commands.Choice[str]]:
+    return [app_commands.Choice(name=_BACKGROUND_LABELS.get(b, b), value=b) for b in BACKGROUNDS]
+
+
+def model_choices(config: Config) -> list[app_commands.Choice[str]]:
+    """`openai.allowed_models`: the `model` option appears only when the admin allows more than one."""
+    return [app_commands.Choice(name=m, value=m) for m in config.openai.allowed_models]
 
 
 def format_choices() -> list[app_commands.Choice[str]]:
     return [app_commands.Choice(name=f.upper(), value=f) for f in FORMATS]
 
 
+def _without_options(*names: str) -> Callable[[F], F]:
+    """Leave optional parameters out of the command Discord sees (discord.py
+    reads the signature): they keep their default when called."""
+
+    def hide(func: F) -> F:
+        signature = inspect.signature(func)
+        func.__signature__ = signature.replace(  # type: ignore[attr-defined]
+            parameters=[p for p in signature.parameters.values() if p.name not in names]
+        )
+        return func
+
+    return hide
+
+
 def register_commands(tree: app_commands.CommandTree[discord.Client], adapter: "DiscordAdapter", config: Config) -> None:
     Count = app_commands.Range[int, 1, config.limits.max_images_per_request]
     Prompt = app_commands.Range[str, 1, MAX_PROMPT_OPTION]
-    sizes, qualities, formats = size_choices(config), quality_choices(), format_choices()
+    sizes, qualities, formats = size_choices(config), quality_choices(config), format_choices()
+    backgrounds, models = background_choices(), model_choices(config)
+    pick_model = len(models) > 1  # an admin exposes `model` by allowing more than one
+    imagine_help = {
+        "prompt": "What to draw, in any language",
+        "size": "Shape and size of the image",
+        "quality": "Higher quality takes longer and may count more against your daily limit",
+        "count": "How many images",
+        "format": "File format",
+        "background": "Transparent needs PNG or WebP",
+    }
+    edit_help = {
+        "image": "The image to edit",
+        "prompt": "What to change, in any language",
+        "image2": "Another image to use",
+        "image3": "Another image to use",
+        "mask": "PNG with transparent areas marking where to edit (same size as the image)",
+        "size": "Shape and size of the result",
+        "quality": "Higher quality takes longer and may count more against your daily limit",
+        "count": "How many versions",
+        "background": "Transparent gives a PNG with see-through areas",
+    }
+    model_help = {"model": "The image model (only those this server allows)"} if pick_model else {}
+    model_choice = {"model": models} if pick_model else {}
+
+    hidden = () if pick_model else ("model",)
 
     @app_commands.command(name="imagine", description="Make images from a text prompt")
-    @app_commands.describe(
-        prompt="What to draw, in any language",
-        size="Shape and size of the image",
-        quality="Higher quality takes longer and may count more against your daily limit",
-        count="How many images",
-        format="File format",
-    )
-    @app_commands.choices(size=sizes, quality=qualities, format=formats)
+    @app_commands.describe(**imagine_help, **model_help)
+    @app_commands.choices(size=sizes, quality=qualities, format=formats, background=backgrounds, **model_choice)
+    @_without_options(*hidden)
     async def imagine(
         interaction: discord.Interaction,
         prompt: Prompt,
@@ -73,21 +130,16 @@ def register_commands(tree: app_commands.CommandTree[discord.Client], adapter: "
         quality: Optional[str] = None,
         count: Optional[Count] = None,
         format: Optional[str] = None,
+        background: Optional[str] = None,
+        model: Optional[str] = None,
     ) -> None:
-        await adapter.on_imagine(interaction, prompt, size=size, quality=quality, count=count, format=format)
+        await adapter.on_imagine(interaction, prompt, size=size, quality=quality, count=count, format=format,
+                                 background=background, model=model)  # fmt: skip
 
     @app_commands.command(name="edit", description="Change an image you upload, following your instruction")
-    @app_commands.describe(
-        image="The image to edit",
-        prompt="What to change, in any language",
-        image2="Another image to use",
-        image3="Another image to use",
-        mask="PNG with transparent areas marking where to edit (same size as the image)",
-        size="Shape and size of the result",
-        quality="Higher quality takes longer and may count more against your daily limit",
-        count="How many versions",
-    )
-    @app_commands.choices(size=sizes, quality=qualities)
+    @app_commands.describe(**edit_help, **model_help)
+    @app_commands.choices(size=sizes, quality=qualities, background=backgrounds, **model_choice)
+    @_without_options(*hidden)
     async def edit(
         interaction: discord.Interaction,
         image: discord.Attachment,
@@ -98,9 +150,12 @@ def register_commands(tree: app_commands.CommandTree[discord.Client], adapter: "
         size: Optional[str] = None,
         quality: Optional[str] = None,
         count: Optional[Count] = None,
+        background: Optional[str] = None,
+        model: Optional[str] = None,
     ) -> None:
         images = [a for a in (image, image2, image3) if a is not None]
-        await adapter.on_edit(interaction, prompt, images, mask=mask, size=size, quality=quality, count=count)
+        await adapter.on_edit(interaction, prompt, images, mask=mask, size=size, quality=quality, count=count,
+                              background=background, model=model)  # fmt: skip
 
     @app_commands.command(name="quota", description="How many images you can still make today")
     async def quota(interaction: discord.Interaction) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 from PIL import Image
 
@@ -213,3 +214,45 @@ async def test_a_result_discord_refuses_to_take_does_not_eat_the_quota(
     assert "didn't let me post them" in reply["content"] and "don't count against your daily limit" in reply["content"]
     assert any(r.files and r.status == 403 for r in ix.webhook_requests)
     assert (await adapter.service.quota(_requester())).used == 0
+
+
+async def test_background_option_makes_a_transparent_png(
+    adapter: DiscordAdapter, fake_discord: FakeDiscord, fake_openai: FakeOpenAI
+):
+    ix = await fake_discord.send_slash_command("imagine", {"prompt": "a sticker of a cat", "background": "transparent"})
+    result = await fake_discord.wait_for_result(ix)
+    (call,) = fake_openai.calls("/images/generations")
+    assert call.json is not None and (call.json["model"], call.json["background"]) == ("gpt-image-2.6-sunburst", "transparent")
+    upload = next(r for r in ix.webhook_requests if r.files)
+    with Image.open(io.BytesIO(upload.files[0].data)) as im:
+        assert im.format == "PNG" and im.mode == "RGBA"
+    assert result is not None
+
+
+async def test_transparent_jpeg_is_refused_privately_with_a_reason(
+    adapter: DiscordAdapter, fake_discord: FakeDiscord, fake_openai: FakeOpenAI
+):
+    ix = await fake_discord.send_slash_command("imagine", {"prompt": "a logo", "background": "transparent", "format": "jpeg"})
+    reply = (await fake_discord.wait_for_callback(ix)).json["data"]
+    assert "JPEG can't be transparent" in reply["content"] and reply["flags"] & EPHEMERAL
+    assert fake_openai.requests == []
+
+
+def _imagine_options(adapter: DiscordAdapter) -> dict[str, list[str]]:
+    command = adapter.client.tree.get_command("imagine")
+    assert command is not None
+    return {p.name: [c.value for c in p.choices] for p in command.parameters}  # type: ignore[union-attr]
+
+
+async def test_model_option_appears_when_the_admin_allows_several(make_adapter: Any, fake_discord: FakeDiscord, fake_openai: FakeOpenAI):
+    plain = await make_adapter(start=False)
+    assert "model" not in _imagine_options(plain) and _imagine_options(plain)["background"] == ["auto", "opaque", "transparent"]
+    assert "xhigh" not in _imagine_options(plain)["quality"]
+    await plain.close()
+    adapter = await make_adapter(openai={"allowed_models": ["gpt-image-2", "gpt-image-2.6-flare"]})
+    options = _imagine_options(adapter)
+    assert options["model"] == ["gpt-image-2", "gpt-image-2.6-flare"] and "max" in options["quality"]
+    ix = await fake_discord.send_slash_command("imagine", {"prompt": "a fox", "model": "gpt-image-2.6-flare", "quality": "max"})
+    await fake_discord.wait_for_result(ix)
+    (call,) = fake_openai.calls("/images/generations")
+    assert call.json is not None and (call.json["model"], call.json["quality"]) == ("gpt-image-2.6-flare", "max")
