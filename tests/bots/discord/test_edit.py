@@ -131,3 +131,11 @@ async def test_a_malformed_interaction_gets_a_private_apology_with_a_logged_refe
     reference = reply["content"].rsplit("Reference: ", 1)[1].rstrip(")")
     assert any(reference in r.getMessage() for r in caplog.records if r.name == "imaginebot.discord")
     assert fake_openai.requests == []
+
+
+async def test_edit_with_a_transparent_background(adapter, fake_discord: FakeDiscord, fake_openai: FakeOpenAI):
+    image = fake_discord.add_attachment(png_bytes(), "cat.png")
+    ix = await fake_discord.send_slash_command("edit", {"image": image, "prompt": "cut the cat out", "background": "transparent"})
+    await fake_discord.wait_for_result(ix)
+    (call,) = fake_openai.calls("/images/edits")
+    assert (call.form["model"], call.form["background"]) == ("gpt-image-2.6-sunburst", "transparent")

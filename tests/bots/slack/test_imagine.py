@@ -128,3 +128,19 @@ async def test_progress_placeholder_is_updated_while_the_job_runs(make_bot: Make
     update = bot.slack.calls_to("chat.update")[0]
     assert "Generating…" in update.params["text"] and "a slow fox" in update.params["text"]
     assert len(bot.slack.completed_uploads()) == 1
+
+
+async def test_model_flag_outside_allowed_models_is_refused_naming_them(make_bot: MakeBot, fake_openai: FakeOpenAI) -> None:
+    bot = await make_bot(openai={"allowed_models": ["gpt-image-2", "gpt-image-2.6-flare"]})
+    status, body, _ = await bot.command("/imagine", "a fox --model gpt-image-1.5")
+    assert status == 200
+    answer = json.loads(body)
+    assert answer["text"] == "I can't use the model “gpt-image-1.5” here. You can pick gpt-image-2 or gpt-image-2.6-flare."
+    await bot.settle()
+    assert fake_openai.requests == [] and bot.slack.calls_to("chat.postMessage") == []
+    # An allowed one goes through, and the message says which model made it.
+    await bot.command("/imagine", "a fox --model gpt-image-2.6-flare --background transparent")
+    await bot.settle()
+    (call,) = fake_openai.calls("/images/generations")
+    assert call.json is not None and (call.json["model"], call.json["background"]) == ("gpt-image-2.6-flare", "transparent")
+    assert "gpt-image-2.6-flare" in bot.slack.completed_uploads()[0].params["initial_comment"]
