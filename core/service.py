@@ -28,7 +28,7 @@ from core.errors import (
     ProviderError,
     ShuttingDown,
 )
-from core.images import check_edit_inputs
+from core.images import MAX_INPUT_IMAGES, check_edit_inputs
 from core.ledger import HEARTBEAT_SECONDS, Clock, Ledger, Reservation, new_job_id, utc_now
 from core.metrics import Metrics
 from core.model_slots import ModelSlots
@@ -129,6 +129,10 @@ class ImageService:
     ) -> ImageResult:
         check_prompt(prompt)
         options = check_options(self.config, options)  # cheap checks before decoding images
+        model = route_model(self.config, options.model, options.background)
+        most = self.config.models[model].max_input_images
+        if most < len(images) <= MAX_INPUT_IMAGES:  # above the API's 16, core.images says so
+            raise InvalidInput(f"You attached {len(images)} images; {model} can use at most {most} in one edit. Remove some and try again.")
         # Decoding large images takes real CPU time: keep it off the event loop.
         inputs, checked_mask = await asyncio.to_thread(check_edit_inputs, images, mask)
         return await self._run(requester, "edit", prompt, options, tuple(inputs), checked_mask, progress, notify)

@@ -11,8 +11,9 @@ import pytest
 
 from core.errors import InvalidInput, ModelShutDown
 from core.lifecycle import WARN_DAYS
-from core.models import ImageOptions
+from core.models import ImageOptions, Upload
 from tests.conftest import MakeService
+from tests.core.sample_images import png
 from tests.core.scenario import ManualClock, assert_nothing_held, job_rows, member
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -108,3 +109,14 @@ async def test_shutdown_dates_read_from_the_api_once_a_day(
     await service.lifecycle.refresh()
     assert fake_openai.requests == []
     assert 10 < WARN_DAYS
+
+
+async def test_input_images_limited_by_the_models_catalog_entry(make_service: MakeService, fake_openai: FakeOpenAI) -> None:
+    service = await make_service(models={"gpt-image-2.6-sunburst": {"max_input_images": 2}})
+    uploads = [Upload(f"{i}.png", png()) for i in range(3)]
+    with pytest.raises(InvalidInput) as info:
+        await service.edit(PERSON, "make them one sticker", uploads, STICKER)
+    assert info.value.user_message == "You attached 3 images; gpt-image-2.6-sunburst can use at most 2 in one edit. Remove some and try again."
+    assert fake_openai.requests == []
+    await assert_nothing_held(service, PERSON)
+    assert (await service.edit(PERSON, "make them one", uploads, ImageOptions())).model == "gpt-image-2"

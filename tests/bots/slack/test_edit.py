@@ -200,3 +200,13 @@ async def test_mention_without_images_outside_a_thread_explains_how_to_use_it(bo
     assert "thread_ts" not in ephemeral.params  # said where the person wrote, not in a thread nobody opened
     assert bot.slack.calls_to("conversations.replies") == []
     assert fake_openai.requests == []
+
+
+async def test_mention_edit_takes_a_transparent_background(bot: SlackBot, fake_openai: FakeOpenAI) -> None:
+    file = bot.slack.add_file(png(), name="cat.png")
+    msg = bot.slack.add_message(CHANNEL, text="<@UBOT> cut the cat out --background transparent", files=[file])
+    await bot.event(mention_event(msg.text, ts=msg.ts, files=[file]))
+    await bot.settle()
+    (edit,) = fake_openai.calls("/images/edits")
+    assert (edit.form["prompt"], edit.form["model"], edit.form["background"]) == (
+        "cut the cat out", "gpt-image-2.6-sunburst", "transparent")  # fmt: skip
