@@ -166,6 +166,13 @@ def _or(items: tuple[str, ...] | list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]
 
 
+def pickable_qualities(config: Config) -> tuple[str, ...]:
+    """The qualities a menu should offer: those of openai.model and the
+    allowed models (xhigh/max only when the catalog gives them to one)."""
+    usable = {config.openai.model, *config.openai.allowed_models}
+    return tuple(q for q in QUALITIES if any(q in config.models[m].qualities for m in usable))
+
+
 def check_options(config: Config, options: ImageOptions) -> ImageOptions:
     """`options` checked by the same rules as `build_options` (presets become
     WxH). The service calls this on whatever an adapter hands it, so options

@@ -13,7 +13,7 @@ from discord import app_commands
 
 from core.config import Config
 from core.errors import InvalidInput
-from core.options import BACKGROUNDS, FORMATS, QUALITIES, SIZE_PRESETS, normalize_size
+from core.options import BACKGROUNDS, FORMATS, SIZE_PRESETS, normalize_size, pickable_qualities
 
 if TYPE_CHECKING:
     from bots.discord.bot import DiscordAdapter
@@ -55,11 +55,7 @@ def size_choices(config: Config) -> list[app_commands.Choice[str]]:
 
 
 def quality_choices(config: Config) -> list[app_commands.Choice[str]]:
-    """The qualities the models people can pick offer (xhigh/max only when
-    the catalog gives them to openai.model or an allowed model)."""
-    usable = {config.openai.model, *config.openai.allowed_models}
-    offered = {q for m in usable for q in config.models[m].qualities}
-    return [app_commands.Choice(name=_QUALITY_LABELS.get(q, q), value=q) for q in QUALITIES if q in offered]
+    return [app_commands.Choice(name=_QUALITY_LABELS.get(q, q), value=q) for q in pickable_qualities(config)]
 
 
 def background_choices() -> list[app_commands.Choice[str]]:

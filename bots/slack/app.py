@@ -46,7 +46,7 @@ from core.config import Config
 from core.errors import ConfigError, ImagineError, InvalidInput
 from core.images import MAX_INPUT_IMAGES
 from core.models import ImageOptions, ImageResult, InterruptedJob, ProgressCallback
-from core.options import build_options, parse_command
+from core.options import build_options, parse_command, pickable_qualities
 from core.service import ImageService
 
 log = logging.getLogger("imaginebot.slack")
@@ -323,7 +323,8 @@ class SlackAdapter:
             await ack(response_action="errors", errors={"instruction": render.render_restarting()})
             return
         try:
-            options = build_options(self.config, size=chosen("size"), quality=chosen("quality"), n=chosen("count"))
+            options = build_options(self.config, size=chosen("size"), quality=chosen("quality"), n=chosen("count"),
+                                    background=chosen("background"))  # fmt: skip
         except InvalidInput as e:
             await ack(response_action="errors", errors={"size": e.user_message})
             return
@@ -456,6 +457,7 @@ class SlackAdapter:
             default_size="auto",
             default_quality=self.config.defaults.quality,
             max_n=self.config.limits.max_images_per_request,
+            qualities_offered=pickable_qualities(self.config),
         )
         try:
             await self.client.views_open(trigger_id=trigger_id, view=view)

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 from core import messages
 from core.errors import ImagineError
 from core.models import ImageResult, InterruptedJob, Progress, QuotaStatus
-from core.options import QUALITIES, SIZE_PRESETS
+from core.options import SIZE_PRESETS
 
 # Long prompts are shown shortened: a Slack message holds 40,000 characters
 # but a file comment and a readable placeholder much less. The model always
@@ -173,11 +173,13 @@ def render_empty_edit_instruction() -> str:
 
 
 def render_edit_modal(
-    *, metadata: dict[str, Any], image_count: int, default_size: str, default_quality: str, max_n: int
+    *, metadata: dict[str, Any], image_count: int, default_size: str, default_quality: str, max_n: int,
+    qualities_offered: Sequence[str],
 ) -> dict[str, Any]:
-    """The Edit image modal: the instruction, then size, quality and count."""
+    """The Edit image modal: the instruction, then size, quality, count and background."""
     sizes = [("auto", "Match the original (auto)")] + [(v, f"{k} ({v})") for k, v in SIZE_PRESETS.items()]
-    qualities = [(q, q) for q in QUALITIES]
+    qualities = [(q, q) for q in qualities_offered]
+    backgrounds = [("auto", "auto"), ("opaque", "opaque"), ("transparent", "transparent (PNG)")]
     counts = [(str(i), str(i)) for i in range(1, max_n + 1)]
     what = "this image" if image_count == 1 else f"these {image_count} images"
     return {
@@ -207,6 +209,7 @@ def render_edit_modal(
             _select("size", "Size", sizes, default_size),
             _select("quality", "Quality", qualities, default_quality),
             _select("count", "Number of images", counts, "1"),
+            _select("background", "Background", backgrounds, "auto"),
         ],
     }
 

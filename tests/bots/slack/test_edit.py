@@ -27,7 +27,9 @@ def shortcut_payload(message: dict[str, Any], response_url: str, user: str = "UA
     }
 
 
-def submission_payload(view: dict[str, Any], instruction: str, *, size: str = "auto", quality: str = "low", count: str = "1") -> dict[str, Any]:
+def submission_payload(
+    view: dict[str, Any], instruction: str, *, size: str = "auto", quality: str = "low", count: str = "1", background: str = "auto"
+) -> dict[str, Any]:
     def selected(value: str) -> dict[str, Any]:
         return {"type": "static_select", "selected_option": {"text": {"type": "plain_text", "text": value}, "value": value}}
 
@@ -48,6 +50,7 @@ def submission_payload(view: dict[str, Any], instruction: str, *, size: str = "a
                     "size": {"value": selected(size)},
                     "quality": {"value": selected(quality)},
                     "count": {"value": selected(count)},
+                    "background": {"value": selected(background)},
                 }
             },
         },
@@ -210,3 +213,19 @@ async def test_mention_edit_takes_a_transparent_background(bot: SlackBot, fake_o
     (edit,) = fake_openai.calls("/images/edits")
     assert (edit.form["prompt"], edit.form["model"], edit.form["background"]) == (
         "cut the cat out", "gpt-image-2.6-sunburst", "transparent")  # fmt: skip
+
+
+async def test_modal_offers_a_transparent_background_and_only_qualities_the_model_has(bot: SlackBot, fake_openai: FakeOpenAI) -> None:
+    file = bot.slack.add_file(png(), name="cat.png")
+    message = bot.slack.add_message(CHANNEL, text="a cat", files=[file]).as_json()
+    await bot.interactive(shortcut_payload(message, bot.slack.response_url()))
+    await bot.slack.wait_until(lambda: bool(bot.slack.calls_to("views.open")))
+    view = bot.slack.calls_to("views.open")[0].params["view"]
+    selects = {b["block_id"]: [o["value"] for o in b["element"]["options"]] for b in view["blocks"] if b["type"] == "input" and "options" in b["element"]}
+    assert selects["background"] == ["auto", "opaque", "transparent"]
+    assert selects["quality"] == ["low", "medium", "high", "auto"]  # gpt-image-2 has no xhigh/max
+    status, body = await bot.interactive(submission_payload(view, "cut the cat out", background="transparent"))
+    assert status == 200 and body == ""
+    await bot.settle()
+    (edit,) = fake_openai.calls("/images/edits")
+    assert (edit.form["model"], edit.form["background"]) == ("gpt-image-2.6-sunburst", "transparent")
