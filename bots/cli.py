@@ -15,14 +15,15 @@ import logging
 import sys
 import tempfile
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, cast
 
-from bots.compose import UsageError, open_service, read_config
+from bots.compose import UsageError, open_service, operator_message, read_config
 from bots.settings import Settings
 from core.config import Config
 from core.errors import ConfigError, ImagineError
-from core.models import ImageResult, Requester, Upload
+from core.models import ImageResult, Progress, Requester, Upload
 from core.options import BACKGROUNDS, FORMATS, QUALITIES, build_options
+from core.service import ImageService
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -50,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--days", type=int, default=7, help="how many days back, today included (default 7)")
     u.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
-    sub.add_parser("doctor", help="check config, database, OpenAI, Slack and Discord credentials")
+    doc = sub.add_parser("doctor", help="check config, database, OpenAI, Slack and Discord credentials")
+    doc.add_argument("--live", action="store_true", help="also make one low-quality image (about $0.006): the only check of organisation verification and credit")
     m = sub.add_parser("slack-manifest", help="print the Slack app manifest for this build")
     m.add_argument("--url", help="public base URL of this bot (for HTTP mode), e.g. https://bot.example.com")
     d = sub.add_parser("discord-sync", help="register the Discord application commands")
@@ -91,7 +93,7 @@ def cli_requester() -> Requester:
 async def _dispatch(args: argparse.Namespace, settings: Settings, config: Config) -> int:
     from bots.logs import setup_logging
 
-    quiet = args.command in ("generate", "edit", "usage", "slack-manifest", "doctor")
+    quiet = args.command in ("generate", "edit", "usage", "slack-manifest", "doctor", "discord-sync")
     setup_logging(json_format=settings.log_format == "json", secrets=settings.secrets(), level=logging.WARNING if quiet else logging.INFO)
     if args.command in ("generate", "edit"):
         return await _make_images(args, settings, config)
@@ -102,7 +104,7 @@ async def _dispatch(args: argparse.Namespace, settings: Settings, config: Config
     if args.command == "doctor":
         from bots.doctor import run_doctor
 
-        return await run_doctor(settings, config)
+        return await run_doctor(settings, config, live=args.live)
     if args.command == "slack-manifest":
         from bots.slack.manifest import slack_manifest
 
@@ -126,13 +128,13 @@ async def _make_images(args: argparse.Namespace, settings: Settings, config: Con
         requester = cli_requester()
         try:
             if args.command == "generate":
-                result = await service.generate(requester, args.prompt, options)
+                result = await service.generate(requester, args.prompt, options, progress=show_progress)
             else:
                 images = [_read_upload(p) for p in args.images]
                 mask = _read_upload(args.mask) if args.mask else None
-                result = await service.edit(requester, args.prompt, images, options, mask=mask)
+                result = await service.edit(requester, args.prompt, images, options, mask=mask, progress=show_progress)
         except ImagineError as e:
-            print(e.user_message, file=sys.stderr)
+            print(operator_message(settings, e), file=sys.stderr)
             return EXIT_FAIL
         try:
             paths = _write_images(out, result)
@@ -150,6 +152,15 @@ async def _make_images(args: argparse.Namespace, settings: Settings, config: Con
         return EXIT_OK
     finally:
         await service.close()
+
+
+async def show_progress(progress: Progress) -> None:
+    """What a chat user sees while waiting: the queue position, then the time
+    so far (from the first report after a second; quick calls stay quiet)."""
+    if progress.elapsed_seconds < 1:
+        return
+    where = f"queued, position {progress.position}" if progress.state == "queued" else "working"
+    print(f"imaginebot: {where}, {progress.elapsed_seconds:.0f} s so far…", file=sys.stderr, flush=True)
 
 
 def writable_dir(text: str) -> Path:
@@ -188,18 +199,22 @@ def _read_upload(path: str) -> Upload:
 
 
 async def _discord_sync(settings: Settings, config: Config, guild: int | None) -> int:
+    """Registering commands needs only the Discord token: no OpenAI key, no database."""
     if not settings.discord_bot_token:
         raise UsageError("DISCORD_BOT_TOKEN is not set. Set it to register the Discord commands.")
+    from discord.errors import LoginFailure
+
     from bots.discord import DiscordAdapter
 
-    service = await open_service(settings, config)
-    adapter = DiscordAdapter(service, config, token=settings.discord_bot_token, api_url=settings.discord_api_url)
+    # The adapter reaches its service only when a command runs, never while syncing.
+    adapter = DiscordAdapter(cast(ImageService, None), config, token=settings.discord_bot_token, api_url=settings.discord_api_url)
     try:
         count = await adapter.sync_commands(guild)
+    except LoginFailure:
+        raise UsageError("Discord refused DISCORD_BOT_TOKEN. Copy the bot token again from the Discord Developer Portal "
+                         "(your application → Bot → Reset Token).") from None  # fmt: skip
     finally:
-        await adapter.close()
-        await service.close()
+        await adapter.client.close()
     where = f"server {guild}" if guild else "every server (global commands can take up to an hour to appear)"
     print(f"Registered {count} commands for {where}.")
     return EXIT_OK
-

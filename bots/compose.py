@@ -9,9 +9,11 @@ from __future__ import annotations
 import errno
 import sqlite3
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from bots.settings import Settings
 from core.config import Config, load_config
+from core.errors import ImagineError, ProviderError
 from core.provider import OpenAIProvider, make_client
 from core.service import ImageService
 from core.store import Store
@@ -94,3 +96,25 @@ async def open_service(settings: Settings, config: Config) -> ImageService:
     except (sqlite3.Error, OSError) as e:
         await provider.close()
         raise UsageError(database_error(settings.db_path, e)) from None
+
+
+def base_url_hint(settings: Settings) -> str | None:
+    """OPENAI_BASE_URL without /v1 makes every call a 404 ("model not
+    available"): name the likely cause instead."""
+    url = settings.openai_base_url
+    if not url or urlsplit(url).path.rstrip("/").endswith("/v1"):
+        return None
+    return (f"OPENAI_BASE_URL is {url}, without /v1 at the end: OpenAI and most gateways serve the API under /v1 "
+            f"(e.g. {url.rstrip('/')}/v1). That is probably what is wrong.")  # fmt: skip
+
+
+def operator_message(settings: Settings, e: ImagineError) -> str:
+    """A refused or failed model call as an operator needs it: the chat words,
+    the request and its error, and the likely fix."""
+    lines = [e.user_message]
+    if e.detail:
+        lines.append(f"  ({e.detail})")
+    hint = base_url_hint(settings) if isinstance(e, ProviderError) else None
+    if hint:
+        lines.append("  " + hint)
+    return "\n".join(lines)

@@ -8,14 +8,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Awaitable, Callable
 
-from bots.compose import UsageError, database_error, database_problem, open_store
+from bots.compose import UsageError, base_url_hint, database_error, database_problem, open_store
 from bots.settings import Settings
 from core.config import Config
-from core.errors import ImagineError
+from core.errors import ImagineError, NotAllowed
 from core.lifecycle import ModelStatus, configured_models, status_of
+from core.models import ImageOptions
 from core.provider import OpenAIProvider, make_client
 
-# (ok, text) — or (ok, text, "WARN") for something to act on soon that is not a failure yet.
+# (ok, text) — or (ok, text, MARK): "WARN" for something to act on soon that is
+# not a failure yet, "note" for what doctor could not check (said, never hidden).
 Check = tuple[bool, str] | tuple[bool, str, str]
 
 
@@ -41,13 +43,22 @@ async def check_database(settings: Settings) -> list[Check]:
         await store.close()
 
 
-async def check_openai(settings: Settings, config: Config) -> list[Check]:
+UNCHECKED_ORG = (
+    "not checked: whether your OpenAI organisation is verified and has credit — image models need both, and no free "
+    "call can tell. Run `imaginebot doctor --live` to make one low-quality image (about $0.006), or look at "
+    "https://platform.openai.com/settings/organization/general (Verify) and …/billing."
+)
+LIVE_NOTICE = "doctor --live makes one low-quality 1024x1024 image to test generation end to end: about $0.006 on your OpenAI account."
+
+
+async def check_openai(settings: Settings, config: Config, *, live: bool = False) -> list[Check]:
     if not settings.openai_api_key:
         return [(False, "OPENAI_API_KEY is not set: set it in the environment or in .env (https://platform.openai.com/api-keys).")]
     client = make_client(settings.openai_api_key, base_url=settings.openai_base_url, timeout_seconds=30)
     provider = OpenAIProvider(client, config)
     results: list[Check] = []
     today = datetime.now(timezone.utc).date()
+    hint = base_url_hint(settings)
     try:
         for model in configured_models(config):
             try:
@@ -56,10 +67,20 @@ async def check_openai(settings: Settings, config: Config) -> list[Check]:
                 status = status_of(config, model, None, today)
                 if status.state == "shut_down":  # gone from the API too: the catalog knows why
                     results.append((False, status.advice()))
-                else:
-                    results.append((False, f"OpenAI model {model}: {e.user_message}"))
+                elif isinstance(e, NotAllowed):
+                    results.append((False, f"OpenAI model {model}: {e.user_message} ({e.detail})"))
+                else:  # unreachable, timed out, 5xx: the same for every model
+                    results.append((False, f"Could not check OpenAI: {e.detail or e.user_message}. Check the network, or OPENAI_BASE_URL if it is set."))
+                    break
                 continue
             results.append(_shutdown_check(status_of(config, model, api_date, today)))
+        failed = not all(ok for ok, *_ in results)
+        if hint and failed:
+            results.append((False, hint))
+        if live and not failed:
+            results.append(await _live_image(provider, config))
+        elif not live:
+            results.append((True, UNCHECKED_ORG, "note"))
     finally:
         await provider.close()
     return results
@@ -74,17 +95,30 @@ def _shutdown_check(status: ModelStatus) -> Check:
     return (True, f"OpenAI key works and can see {status.model}")
 
 
-async def run_doctor(settings: Settings, config: Config) -> int:
+async def _live_image(provider: OpenAIProvider, config: Config) -> Check:
+    """One real, cheap generation: the only way to see verification and credit."""
+    model = config.openai.model
+    options = ImageOptions(size="1024x1024", quality="low", n=1, format="jpeg")
+    try:
+        result = await provider.generate(model=model, prompt="imaginebot doctor: a small red circle on white", options=options, user_tag="imaginebot-doctor")
+    except ImagineError as e:
+        return False, f"live test with {model} failed: {e.user_message} ({e.detail})"
+    return True, f"generated one low-quality image with {model} ({result.usage.output_image_tokens} output tokens): generation works end to end."
+
+
+async def run_doctor(settings: Settings, config: Config, *, live: bool = False) -> int:
+    if live:
+        print(LIVE_NOTICE, flush=True)  # said before any money is spent
     checks: list[Check] = [(True, f"config {config.source} is valid")]
     checks += await check_database(settings)
-    checks += await check_openai(settings, config)
+    checks += await check_openai(settings, config, live=live)
     platform_checks: list[Callable[[], Awaitable[list[Check]]]] = []
     if settings.slack_enabled:
         from bots.slack.doctor import check_slack
 
         assert settings.slack_bot_token is not None
         token = settings.slack_bot_token
-        platform_checks.append(lambda: check_slack(token, settings.slack_api_url))
+        platform_checks.append(lambda: check_slack(token, settings.slack_api_url, settings.slack_app_token))
         if not settings.slack_app_token and not settings.slack_signing_secret:
             checks.append((False, "SLACK_SIGNING_SECRET is not set: HTTP mode needs it (Slack app → Basic Information), or set SLACK_APP_TOKEN for Socket Mode."))
     if settings.discord_enabled:
@@ -100,5 +134,11 @@ async def run_doctor(settings: Settings, config: Config) -> int:
     for ok, text, *mark in checks:
         print(f"{(mark[0] if mark else 'ok').ljust(4) if ok else 'FAIL'} {text}")
     failed = sum(1 for ok, *_ in checks if not ok)
-    print(f"\n{'All good.' if not failed else f'{failed} problem(s) to fix.'}", file=sys.stderr if failed else sys.stdout)
+    unchecked = sum(1 for ok, _, *mark in checks if ok and mark == ["note"])
+    if failed:
+        print(f"\n{failed} problem(s) to fix.", file=sys.stderr)
+    elif unchecked:
+        print(f"\nNo problems found, but {unchecked} thing(s) could not be checked (see “note” above).")
+    else:
+        print("\nAll good.")
     return 0 if not failed else 1

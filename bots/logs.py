@@ -38,6 +38,19 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+# Start-up warnings from libraries about things this bot does not use: each
+# would make an admin look for a problem that isn't there.
+KNOWN_NOISE = (
+    "`token` will be unused",  # bolt: SLACK_BOT_TOKEN is in the environment and we hand it a client
+    "voice will NOT be supported",  # discord.py: no voice libraries; the bot has no voice features
+)
+
+
+def is_known_noise(record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    return any(noise in message for noise in KNOWN_NOISE)
+
+
 class JsonFormatter(logging.Formatter):
     # Fields adapters attach with `extra=` become JSON keys.
     FIELDS = ("job_id", "platform", "workspace", "user", "outcome", "elapsed_ms")
@@ -59,6 +72,7 @@ class JsonFormatter(logging.Formatter):
 
 def setup_logging(*, json_format: bool, secrets: Iterable[str], level: int = logging.INFO) -> None:
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(lambda record: not is_known_noise(record))
     handler.addFilter(RedactingFilter(secrets))
     handler.setFormatter(JsonFormatter() if json_format else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from core.errors import ConfigError
+from core.errors import ConfigError, ImagineError
 
 
 @dataclass(frozen=True)
@@ -329,6 +329,17 @@ def _check_semantics(cfg: Config) -> None:
         raise ConfigError(f"{src}: 'defaults.format' must be one of png, jpeg, webp.")
     if not 1 <= cfg.defaults.n <= cfg.limits.max_images_per_request:
         raise ConfigError(f"{src}: 'defaults.n' must be between 1 and limits.max_images_per_request.")
+    _check_default_size(cfg)
+
+
+def _check_default_size(cfg: Config) -> None:
+    """A default size the model refuses would refuse every request without --size."""
+    from core.options import normalize_size  # core.options imports this module
+
+    try:
+        normalize_size(cfg.defaults.size, cfg)
+    except ImagineError as e:
+        raise ConfigError(f"{cfg.source}: 'defaults.size' = {cfg.defaults.size!r} can't be used: {e.user_message}") from None
 
 
 def _check_catalog(cfg: Config) -> None:

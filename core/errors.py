@@ -16,6 +16,9 @@ class ImagineError(Exception):
     code = "error"
     private = True  # shown only to the requester
     attempts = 0  # model calls made before this error (retries included)
+    # For operators (CLI, doctor, logs), never for chat users: the request and
+    # what went wrong with it, e.g. "POST http://…/v1/images/generations: ConnectError: …".
+    detail = ""
 
     def __init__(self, user_message: str, *, job_id: str | None = None) -> None:
         super().__init__(user_message)

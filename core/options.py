@@ -51,10 +51,11 @@ def normalize_size(value: str, config: Config) -> str:
         raise InvalidInput(f"I don't know the size “{value}”. Use one of {presets}, auto, or WIDTHxHEIGHT like 1536x1024.")
     w, h = int(m.group(1)), int(m.group(2))
     size = f"{w}x{h}"
-    if w % 16 or h % 16:
-        raise InvalidInput(f"The size {size} doesn't work: both width and height must be multiples of 16 (for example 1536x1024).")
+    # Too large first: "5000x5000 is too large" helps more than "multiples of 16".
     if max(w, h) > MAX_EDGE:
         raise InvalidInput(f"The size {size} is too large: the longest edge can be at most {MAX_EDGE} pixels.")
+    if w % 16 or h % 16:
+        raise InvalidInput(f"The size {size} doesn't work: both width and height must be multiples of 16 (for example 1536x1024).")
     if max(w, h) / min(w, h) > MAX_ASPECT:
         raise InvalidInput(f"The size {size} is too narrow: the long edge can be at most 3 times the short edge.")
     max_pixels = min(MAX_PIXELS, config.limits.max_pixels)

@@ -257,8 +257,26 @@ def _reason(e: openai.APIError) -> str:
 
 
 def translate(e: openai.APIError, *, timeout_seconds: float) -> ProviderError | PolicyBlocked:
-    """One SDK exception → one core error. Reads `e.code` and `e.body`,
-    never `str(e)`."""
+    """One SDK exception → one core error, with the request and the cause as
+    its operator `detail`."""
+    error = _translate(e, timeout_seconds=timeout_seconds)
+    error.detail = operator_detail(e)
+    return error
+
+
+def operator_detail(e: openai.APIError) -> str:
+    """"POST http://host/v1/images/generations: HTTP 404: Invalid URL" — what an
+    operator needs to fix a setup (no key or body is included)."""
+    request = getattr(e, "request", None)
+    where = f"{request.method} {request.url}" if request is not None else "OpenAI"
+    if isinstance(e, openai.APIStatusError):
+        return f"{where}: HTTP {e.status_code}: {_reason(e)}"
+    cause = e.__cause__ or e.__context__
+    return f"{where}: {type(cause or e).__name__}: {cause or e}"
+
+
+def _translate(e: openai.APIError, *, timeout_seconds: float) -> ProviderError | PolicyBlocked:
+    """Reads `e.code` and `e.body`, never `str(e)`."""
     code = getattr(e, "code", None)
     if isinstance(e, openai.APITimeoutError):
         return ModelTimeout(messages.timed_out(timeout_seconds))

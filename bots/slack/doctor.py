@@ -21,9 +21,32 @@ _TOKEN_ERRORS = {
 }
 
 
-async def check_slack(token: str, api_url: str | None) -> list[tuple[bool, str]]:
+async def check_app_token(app_token: str, api_url: str | None) -> tuple[bool, str]:
+    """Socket Mode's token: an app-level token (xapp-) that Slack accepts for
+    apps.connections.open (asking for a URL opens no connection)."""
+    where = "Slack app → Basic Information → App-Level Tokens (scope connections:write)"
+    if app_token.startswith("xoxb-"):
+        return False, f"SLACK_APP_TOKEN holds a bot token (xoxb-): it needs the app-level token (xapp-) from {where}."
+    if not app_token.startswith("xapp-"):
+        return False, f"SLACK_APP_TOKEN should be an app-level token (it starts with xapp-): {where}."
+    base = api_url or DEFAULT_API_URL
+    client = AsyncWebClient(token=app_token, base_url=base, timeout=15)
+    try:
+        await client.apps_connections_open(app_token=app_token)
+    except SlackApiError as e:
+        error = str(e.response.get("error", "unknown_error"))
+        why = _TOKEN_ERRORS.get(error, f"Slack answered “{error}”")
+        return False, f"Slack refused SLACK_APP_TOKEN: {why}. Create or copy it again in {where}."
+    except (SlackClientError, aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+        return False, f"Could not reach the Slack API at {base} to check SLACK_APP_TOKEN ({type(e).__name__}: {e})."
+    return True, "SLACK_APP_TOKEN works: Socket Mode can connect."
+
+
+async def check_slack(token: str, api_url: str | None, app_token: str | None = None) -> list[tuple[bool, str]]:
     base = api_url or DEFAULT_API_URL
     findings: list[tuple[bool, str]] = []
+    if app_token:
+        findings.append(await check_app_token(app_token, api_url))
     if not token.startswith("xoxb-"):
         findings.append(
             (False, "SLACK_BOT_TOKEN should be the Bot User OAuth Token (it starts with xoxb-): Slack app → OAuth & Permissions.")
@@ -40,7 +63,7 @@ async def check_slack(token: str, api_url: str | None) -> list[tuple[bool, str]]
         )
         return findings
     except (SlackClientError, aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
-        findings.append((False, f"Could not reach the Slack API at {base} ({type(e).__name__}). Check the network, or SLACK_API_URL if you set it."))
+        findings.append((False, f"Could not reach the Slack API at {base} ({type(e).__name__}: {e}). Check the network, or SLACK_API_URL if you set it."))
         return findings
     findings.append((True, f"Slack token works: bot @{resp.get('user')} in workspace {resp.get('team')} ({resp.get('team_id')})."))
     if not resp.get("bot_id"):

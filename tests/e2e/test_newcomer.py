@@ -289,3 +289,111 @@ async def test_images_that_cannot_be_written_after_the_call_go_back_on_the_limit
     assert stdout == "" and list(out.iterdir()) == []
     [(status, units)] = _jobs(tmp_path / "imaginebot.db")
     assert (status, units) == ("undelivered", 0), "the images were lost but still count against the limit"
+
+
+# ----------------------------------------------------------------------------- doctor tells the truth
+
+
+def _doctor_env(fakes: Fakes, tmp_path: Path, **overrides: str) -> dict[str, str]:
+    env = _bot_env(fakes, tmp_path, **overrides)
+    env.pop("LOG_FORMAT")
+    return {k: v for k, v in env.items() if v != ""}
+
+
+def _line(out: str, *words: str) -> str:
+    """The one doctor line that contains every word."""
+    found = [line for line in out.splitlines() if all(w in line for w in words)]
+    assert len(found) == 1, f"expected one line with {words}, got {found}:\n{out}"
+    return found[0]
+
+
+async def test_doctor_fails_a_slack_app_token_that_is_not_one(tmp_path: Path, fakes: Fakes) -> None:
+    for wrong in ("xoxb-pasted-into-the-wrong-variable", "xapp-1-refused-by-slack"):
+        code, out, err = await imaginebot("doctor", cwd=tmp_path, env=_doctor_env(fakes, tmp_path, SLACK_APP_TOKEN=wrong, DISCORD_BOT_TOKEN=""))
+        assert code == 1, out + err
+        assert _line(out, "SLACK_APP_TOKEN").startswith("FAIL"), out
+        assert "All good" not in out + err and "Traceback" not in err
+    code, out, err = await imaginebot("doctor", cwd=tmp_path, env=_doctor_env(fakes, tmp_path, SLACK_APP_TOKEN=fakes.slack.app_token, DISCORD_BOT_TOKEN=""))
+    assert _line(out, "SLACK_APP_TOKEN").startswith("ok"), out + err
+    assert code == 0, out + err
+
+
+async def test_doctor_says_what_it_could_not_check_and_live_makes_one_cheap_image(tmp_path: Path, fakes: Fakes) -> None:
+    env = _doctor_env(fakes, tmp_path, OPENAI_API_KEY="sk-test-fake-unverified-org", DISCORD_BOT_TOKEN="")
+    code, out, err = await imaginebot("doctor", cwd=tmp_path, env=env)
+    assert "All good." not in out + err
+    unchecked = _line(out, "not checked")
+    assert "verif" in unchecked and "credit" in unchecked and "doctor --live" in unchecked and "$0.006" in unchecked
+    assert fakes.openai.calls("/images/generations") == [], "plain doctor spends nothing"
+
+    code, out, err = await imaginebot("doctor", "--live", cwd=tmp_path, env=env)
+    assert code == 1 and "Traceback" not in err
+    assert out.index("$0.006") < out.index("FAIL"), "the cost is said before the call"
+    assert "verified" in _line(out, "FAIL", "organization")
+    [call] = fakes.openai.calls("/images/generations")
+    assert call.json["quality"] == "low" and call.json["n"] == 1
+
+    env["OPENAI_API_KEY"] = fakes.secrets.openai_key
+    code, out, err = await imaginebot("doctor", "--live", cwd=tmp_path, env=env)
+    assert code == 0, out + err
+    assert _line(out, "ok", "generated one").startswith("ok")
+    assert not (tmp_path / "imaginebot.db").exists(), "doctor --live is not a job: nothing is recorded"
+
+
+async def test_guild_commands_from_discord_sync_count_and_sync_needs_no_openai_key_or_database(tmp_path: Path, fakes: Fakes) -> None:
+    env = _doctor_env(fakes, tmp_path, SLACK_BOT_TOKEN="", SLACK_SIGNING_SECRET="", OPENAI_API_KEY="")
+    code, out, err = await imaginebot("discord-sync", "--guild", "900000000000000001", cwd=tmp_path, env=env)
+    assert code == 0, err
+    assert "Registered" in out and err == "", err
+    assert not (tmp_path / "imaginebot.db").exists()
+
+    env["OPENAI_API_KEY"] = fakes.secrets.openai_key
+    code, out, err = await imaginebot("doctor", cwd=tmp_path, env=env)
+    line = _line(out, "commands registered")
+    assert line.startswith("ok") and "900000000000000001" in line, out
+    assert code == 0, out + err
+
+
+@pytest.mark.parametrize("command", ["generate", "doctor"])
+async def test_a_default_size_the_model_refuses_is_a_config_error(command: str, tmp_path: Path, fake_openai: FakeOpenAI) -> None:
+    (tmp_path / "bot.toml").write_text('[defaults]\nsize = "5000x5000"\n')
+    env = base_env({"OPENAI_API_KEY": "sk-test-fake-newcomer", "OPENAI_BASE_URL": fake_openai.base_url,
+                    "IMAGINEBOT_CONFIG": str(tmp_path / "bot.toml")})  # fmt: skip
+    args = ["generate", "a fox"] if command == "generate" else ["doctor"]
+    code, _, err = await imaginebot(*args, cwd=tmp_path, env=env)
+    assert_one_line_error(code, err, expected_code=2, names="defaults.size", says="too large")
+    assert "bot.toml" in err
+    assert fake_openai.requests == []
+
+
+async def test_a_base_url_without_v1_is_named_as_the_likely_cause(tmp_path: Path, fake_openai: FakeOpenAI) -> None:
+    base = fake_openai.base_url.removesuffix("/").removesuffix("/v1")
+    env = base_env({"OPENAI_API_KEY": "sk-test-fake-newcomer", "OPENAI_BASE_URL": base})
+    code, out, err = await imaginebot("doctor", cwd=tmp_path, env=env)
+    assert code == 1
+    assert "/v1" in _line(out, "FAIL", "OPENAI_BASE_URL"), out
+    code, _, err = await imaginebot("generate", "a fox", cwd=tmp_path, env=env)
+    assert code == 1 and "Traceback" not in err
+    assert "OPENAI_BASE_URL" in err and "/v1" in err, err
+
+
+async def test_network_errors_name_the_url_and_the_error(tmp_path: Path) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        base = f"http://127.0.0.1:{closed.getsockname()[1]}/v1"
+    env = base_env({"OPENAI_API_KEY": "sk-test-fake-newcomer", "OPENAI_BASE_URL": base})
+    code, out, _ = await imaginebot("doctor", cwd=tmp_path, env=env)
+    line = _line(out, "FAIL", base)
+    assert "Connect" in line or "refused" in line, line
+    code, _, err = await imaginebot("generate", "a fox", cwd=tmp_path, env=env)
+    assert code == 1 and "Traceback" not in err
+    assert base in err and ("Connect" in err or "refused" in err), err
+    assert len(err.splitlines()) <= MAX_LINES
+
+
+async def test_a_slow_cli_call_shows_the_elapsed_time(tmp_path: Path, fake_openai: FakeOpenAI) -> None:
+    fake_openai.latency = 7.0  # longer than the 5 s between progress reports
+    env = base_env({"OPENAI_API_KEY": "sk-test-fake-newcomer", "OPENAI_BASE_URL": fake_openai.base_url})
+    code, out, err = await imaginebot("generate", "a slow fox", cwd=tmp_path, env=env)
+    assert code == 0, err
+    assert any(line.startswith("imaginebot: working") and " s" in line for line in err.splitlines()), err

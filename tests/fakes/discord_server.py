@@ -819,6 +819,8 @@ class FakeDiscord:
             return self._json(self._channel_message(parts[1], record))
         if parts == ["users", "@me"] and m == "GET":
             return self._json(self.bot_user.payload() | {"verified": True, "mfa_enabled": False, "flags": 0})
+        if parts == ["users", "@me", "guilds"] and m == "GET":  # the servers the bot is in (partial guilds)
+            return self._json([{"id": g.id, "name": g.name, "owner": False, "permissions": "0", "features": []} for g in self.guilds.values()])
         if parts == ["oauth2", "applications", "@me"] and m == "GET":
             return self._json(self._application())
         if parts in (["gateway", "bot"], ["gateway"]) and m == "GET":
