@@ -9,6 +9,7 @@ Across processes, writers serialise on SQLite's own lock (BEGIN IMMEDIATE).
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -106,6 +107,29 @@ def _enable_wal(conn: sqlite3.Connection, *, patience: float = 30.0) -> None:
             time.sleep(0.02)
 
 
+def _owner_only(path: str) -> None:
+    """Create the database file readable by its owner only, or tighten one
+    an earlier version left readable by others: it holds prompts, user ids
+    and, while jobs run, response URLs and interaction tokens. SQLite gives
+    the -wal and -shm files the mode of the database file."""
+    if path == ":memory:" or path.startswith("file:"):
+        return
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return  # sqlite3.connect() reports a path that can't be opened, as before
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm"):
+        try:
+            os.chmod(path + suffix, 0o600)
+        except FileNotFoundError:
+            pass
+
+
 class Store:
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
@@ -114,6 +138,7 @@ class Store:
         self.db: sqlite_utils.Database
 
     def open_sync(self) -> None:
+        _owner_only(self.path)
         # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so that a
         # check-then-insert cannot interleave with another process's.
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
