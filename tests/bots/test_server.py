@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import aiohttp
+import pytest
 from aiohttp import web
 
 from bots.server import build_web_app
+from core.errors import PolicyBlocked
 from core.models import Requester
 from core.options import build_options
 from tests.conftest import MakeService
@@ -46,10 +48,8 @@ async def test_metrics_count_jobs_images_spend_and_blocks(make_service: MakeServ
     service = await make_service()
     r = Requester("discord", "G1", "U1")
     await service.generate(r, "a fox", build_options(service.config, n=2))
-    try:
+    with pytest.raises(PolicyBlocked):
         await service.generate(r, "BLOCK_INPUT x", build_options(service.config))
-    except Exception:
-        pass
     runner, base = await serve(build_web_app(service, {}))
     try:
         async with aiohttp.ClientSession() as http:

@@ -4,11 +4,22 @@ moves by hand."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from typing import Any
 
 from core.models import Requester
 from core.service import ImageService
+
+
+async def until(condition: Any, what: str) -> None:
+    """Let the event loop run until `condition()` holds (bounded, so a bug
+    fails the test instead of hanging it; not a timing assertion)."""
+    for _ in range(2000):
+        if condition():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"never happened: {what}")
 
 
 def member(user: str = "U1", workspace: str = "T1", platform: str = "slack", **kwargs: Any) -> Requester:

@@ -22,7 +22,7 @@ from core.errors import BudgetExhausted, CoolingDown, InvalidInput, LimitReached
 from core.models import ImageOptions, Usage
 from tests.conftest import MakeService
 from tests.core.ledger_worker import open_at_once
-from tests.core.scenario import ManualClock, admin_of, job_rows, member, rows
+from tests.core.scenario import ManualClock, admin_of, job_rows, member, rows, until
 from tests.fakes.openai_server import FakeOpenAI
 
 REPO = Path(__file__).resolve().parents[2]
@@ -102,7 +102,7 @@ async def test_two_processes_never_exceed_a_limit(make_service: MakeService, tmp
         person = member(user=user)
         assert (await service.quota(person)).used == per_user[person.key]
         extra = 0
-        while True:
+        for _ in range(limit + 1):  # bounded: a leak fails the assertion below instead of looping on
             try:
                 await service.generate(person, "top up", LOW)
             except LimitReached:
@@ -168,8 +168,7 @@ async def test_crash_recovery_refunds_only_dead_processes(make_service: MakeServ
 async def test_recover_leaves_this_process_running_jobs_alone(make_service: MakeService, fake_openai: FakeOpenAI) -> None:
     service = await make_service()
     task = asyncio.create_task(service.generate(member(), "SLOW:5 fox", LOW))
-    while fake_openai.in_flight == 0:
-        await asyncio.sleep(0.01)
+    await until(lambda: fake_openai.in_flight == 1, "the job is calling the model")
     assert await service.recover() == []
     assert (await service.quota(member())).in_flight == 1
     task.cancel()
@@ -445,8 +444,8 @@ async def test_two_live_services_in_one_process_never_refund_each_other(make_ser
     second = await make_service(db_path=db)
     fake_openai.latency = 1.0
     job = asyncio.create_task(first.generate(member("U9"), "a slow fox", ImageOptions()))
-    while not await job_rows(first, "status = 'reserved'"):
-        await asyncio.sleep(0.01)
+    await until(lambda: fake_openai.in_flight == 1, "the first service's job is calling the model")
+    assert [r["status"] for r in await job_rows(first)] == ["reserved"]
     assert await second.recover() == []
     result = await job
     assert len(result.images) == 1

@@ -29,21 +29,11 @@ from core.models import ImageOptions, Progress, Upload
 from core.provider import safety_identifier
 from tests.conftest import MakeService
 from tests.core.sample_images import mask_png, png
-from tests.core.scenario import ManualClock, SleepRecorder, assert_nothing_held, job_rows, member, rows
+from tests.core.scenario import ManualClock, SleepRecorder, assert_nothing_held, job_rows, member, rows, until
 from tests.fakes.openai_server import FakeOpenAI
 
 PERSON = member()
 FOX = "a red fox in the snow"  # 21 UTF-8 bytes: the fake bills 21 // 4 + 1 = 6 text tokens
-
-
-async def until(condition: Any, what: str) -> None:
-    """Let the event loop run until `condition()` holds (bounded, so a bug
-    fails the test instead of hanging it; not a timing assertion)."""
-    for _ in range(2000):
-        if condition():
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError(f"never happened: {what}")
 
 
 def decoded(data: bytes) -> Image.Image:
@@ -486,24 +476,34 @@ async def test_queue_positions_then_running(make_service: MakeService, fake_open
     assert fake_openai.max_in_flight == 1
 
 
-async def test_queue_position_updates_are_coalesced(make_service: MakeService, fake_openai: FakeOpenAI) -> None:
-    """Every release moves every waiter up one place; each job hears of it a
-    few times, not once per release (a long queue would flood the platform)."""
+async def test_queue_position_updates_are_coalesced(
+    make_service: MakeService, fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every release moves every waiter up one place; a job hears of it at
+    most once per gap, not once per release (a long queue would flood the
+    platform). The gap is made longer than the test can take, so what each job
+    hears does not depend on how fast the machine is."""
+    monkeypatch.setattr("core.progress.MIN_GAP", 3600.0)
     service = await make_service(openai={"max_concurrent_calls": 1}, limits={"daily_images_per_user": 100})
-    fake_openai.latency = 0.03
-    counts: dict[int, int] = {}
+    queued: dict[int, list[int | None]] = {}
 
     def recorder(i: int) -> Any:
         async def on_progress(progress: Progress) -> None:
             if progress.state == "queued":
-                counts[i] = counts.get(i, 0) + 1
+                queued.setdefault(i, []).append(progress.position)
 
         return on_progress
 
-    jobs = [service.generate(member(user=f"U{i}"), FOX, ImageOptions(quality="low"), progress=recorder(i)) for i in range(30)]
+    async with service.slots.slot():  # someone else's call holds the only slot while all 30 queue
+        jobs = [
+            asyncio.create_task(service.generate(member(user=f"U{i}"), FOX, ImageOptions(quality="low"), progress=recorder(i)))
+            for i in range(30)
+        ]
+        await until(lambda: service.slots.waiting == 30 and len(queued) == 30, "all 30 jobs queued and told their place")
     await asyncio.gather(*jobs)
-    # The last of 30 moved up 29 times in about 1 s; uncoalesced it would hear 29 positions.
-    assert max(counts.values()) <= 4, counts
+    # Job i moved up i places as the 30 calls ran one after another; uncoalesced it
+    # would have heard every one of them (the last: 30, 29, ..., 1).
+    assert sorted(queued.values()) == [[p] for p in range(1, 31)], queued
 
 
 async def test_charged_policy_block_keeps_units_but_no_usd_the_api_never_billed(make_service: MakeService) -> None:
