@@ -66,6 +66,13 @@ class CoolingDown(ImagineError):
         self.until = until
 
 
+class LedgerUnavailable(ImagineError):
+    """The database can't record a reservation (full disk, missing file):
+    refused before any money is spent."""
+
+    code = "ledger_unavailable"
+
+
 class NotPermitted(ImagineError):
     """An admin action asked for by someone who is not an admin."""
 

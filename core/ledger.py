@@ -26,10 +26,9 @@ from core.store import Store
 
 Clock = Callable[[], datetime]
 
-# A process that has not beaten its heart for this long is taken for dead,
-# and its reservations are refunded by the next process that starts.
-STALE_WORKER_SECONDS = 120.0
-HEARTBEAT_SECONDS = 30.0
+# A process beats its heart this many times within the heartbeat timeout
+# (server.heartbeat_timeout_seconds): one late beat is not taken for death.
+BEATS_PER_TIMEOUT = 4
 # Ledgers alive in this process: a second service on the same database in the
 # same process (tests, tools) shares our pid and must not be taken for a
 # previous incarnation of it.
@@ -58,6 +57,9 @@ class Ledger:
         self.worker = uuid.uuid4().hex
         self.host = socket.gethostname()
         self.pid = os.getpid()
+        # Silent for longer than this, a process is dead: its reservations are refunded.
+        self.dead_after = config.server.heartbeat_timeout_seconds
+        self.heartbeat_seconds = self.dead_after / BEATS_PER_TIMEOUT
         _LIVE_WORKERS.add(self.worker)
 
     # -- days -------------------------------------------------------------
@@ -166,10 +168,9 @@ class Ledger:
             )
         return Reservation(job_id=job_id, requester_key=requester.key, units=units, usd=usd, day=day, n=options.n)
 
-    def mark_started_sync(self, job_id: str, queue_seconds: float) -> None:
-        self.store.conn.execute(
-            "UPDATE jobs SET started_at = ?, queue_seconds = ? WHERE id = ?", (self.clock().timestamp(), queue_seconds, job_id)
-        )
+    def mark_started_sync(self, job_id: str, queue_seconds: float, started_at: float) -> None:
+        with self.store.transaction() as conn:
+            conn.execute("UPDATE jobs SET started_at = ?, queue_seconds = ? WHERE id = ?", (started_at, queue_seconds, job_id))
 
     def settle_sync(
         self,
@@ -245,17 +246,19 @@ class Ledger:
             if charge:
                 # Keep the images on the user's limit, but no money: a blocked
                 # call reports no usage, so OpenAI billed nothing to record.
-                conn.execute(
+                cur = conn.execute(
                     "UPDATE jobs SET status = 'blocked', usd = 0, cost_usd = 0, error_code = 'policy_blocked', finished_at = ?, "
                     "notify = '{}' WHERE id = ? AND status = 'reserved'",
                     (now, reservation.job_id),
                 )
             else:
-                conn.execute(
+                cur = conn.execute(
                     """UPDATE jobs SET status = 'blocked', units = 0, usd = 0, error_code = 'policy_blocked', finished_at = ?,
                        notify = '{}' WHERE id = ? AND status = 'reserved'""",
                     (now, reservation.job_id),
                 )
+            if cur.rowcount == 0:
+                return None  # recorded already (a retried write), or the job was refunded meanwhile
             conn.execute(
                 "INSERT INTO policy_blocks (user_key, day, at, job_id, stage, categories) VALUES (?, ?, ?, ?, ?, ?)",
                 (reservation.requester_key, day, now, reservation.job_id, stage, json.dumps(list(categories))),
@@ -367,8 +370,9 @@ class Ledger:
 
     def recover_sync(self) -> list[InterruptedJob]:
         """Refund the reservations of jobs whose process is gone: it is not
-        this one, and it has stopped beating its heart, or it was on this
-        host under a pid that is dead (or is ours: a previous incarnation in a
+        this one, and it has stopped beating its heart (on any host: only the
+        heartbeat's age decides for another host), or it was on this host
+        under a pid that is dead (or is ours: a previous incarnation in a
         container, where every start has the same pid)."""
         self.heartbeat_sync()
         now = time.time()
@@ -411,7 +415,7 @@ class Ledger:
         ]
 
     def _worker_gone(self, token: str, host: str, pid: int, heartbeat_at: float, *, now: float) -> bool:
-        if now - heartbeat_at > STALE_WORKER_SECONDS:
+        if now - heartbeat_at > self.dead_after:
             return True
         if host == self.host:
             if pid == self.pid:

@@ -160,6 +160,13 @@ def unavailable() -> str:
     return "The image service isn't answering right now. Nothing was charged. Please try again in a few minutes."
 
 
+def ledger_unavailable() -> str:
+    return (
+        "I can't record image jobs right now (the bot's database isn't taking writes), so I didn't start this one. "
+        "Nothing was charged. Please try again later, and tell an admin if it keeps happening."
+    )
+
+
 def shutting_down() -> str:
     return "The bot is restarting. Nothing was charged. Please try again in a minute."
 

@@ -14,13 +14,14 @@ import contextlib
 import logging
 import time
 from datetime import datetime, timezone
-from typing import Any, Mapping, Sequence
+from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 from core import messages
 from core.config import Config
 from core.errors import (
     ImagineError,
     InvalidInput,
+    LedgerUnavailable,
     ModelShutDown,
     ModelTimeout,
     NotPermitted,
@@ -29,7 +30,8 @@ from core.errors import (
     ShuttingDown,
 )
 from core.images import MAX_INPUT_IMAGES, check_edit_inputs
-from core.ledger import HEARTBEAT_SECONDS, Clock, Ledger, Reservation, new_job_id, utc_now
+from core.ledger import Clock, Ledger, Reservation, new_job_id, utc_now
+from core.ledger_writes import DATABASE_FAULTS, LedgerWrites
 from core.metrics import Metrics
 from core.model_slots import ModelSlots
 from core.models import (
@@ -81,14 +83,19 @@ class ImageService:
         self.store = store
         self.provider = provider
         self.ledger = Ledger(store, config, clock=clock)
+        self.ledger_writes = LedgerWrites(store)
         self.metrics = metrics or Metrics()
         self.slots = ModelSlots(config.openai.max_concurrent_calls)
         self.metrics.queue_length.set_function(lambda: self.slots.waiting)
         self.progress_interval = progress_interval
         self._closing = False
+        self._closed = False
+        self._database_ok = True
         self._heartbeat: asyncio.Task[None] | None = None
         self.lifecycle = ModelLifecycle(config, provider.check_model, self.metrics, clock)
         self._model_watch: asyncio.Task[None] | None = None
+        self._announce: Callable[[list[InterruptedJob]], Awaitable[None]] | None = None
+        self._announcing: set[asyncio.Task[None]] = set()
 
     @classmethod
     async def open(cls, config: Config, db_path: str, provider: ImageProvider, **kwargs: Any) -> ImageService:
@@ -186,34 +193,44 @@ class ImageService:
         except asyncio.CancelledError:
             # Cancelled while the database thread writes the reservation: it
             # commits there all the same, so wait for it and give it back.
-            with contextlib.suppress(ImagineError):  # refused (limit, cool-down…): nothing to give back
+            # Refused (limit, cool-down…) or not written: nothing to give back.
+            with contextlib.suppress(ImagineError, *DATABASE_FAULTS):
                 await self._refund(await reserving, "cancelled", None)
             raise
+        except DATABASE_FAULTS as e:
+            # Nothing is spent on a job the ledger can't record.
+            log.warning("could not reserve a %s job for %s: %s", kind, requester.key, e)
+            self.metrics.jobs.labels(requester.platform, kind, LedgerUnavailable.code).inc()
+            raise LedgerUnavailable(messages.ledger_unavailable()) from None
         job_id = reservation.job_id
         started = time.monotonic()
         reporter = ProgressReporter(job_id, progress, interval=self.progress_interval, started=started)
         try:
             async with self.slots.slot(reporter.queued):
                 reporter.running()
-                await self.store.run(self.ledger.mark_started_sync, job_id, time.monotonic() - started)
+                queued_for, started_at = time.monotonic() - started, self.ledger.clock().timestamp()
+                await self.ledger_writes.write(
+                    job_id, "start time", lambda: self.ledger.mark_started_sync(job_id, queued_for, started_at)
+                )
                 with self.metrics.in_flight.track_inprogress():
                     called = time.monotonic()
                     result = await self._call_model(kind, model, prompt, options, inputs, mask, requester)
                     model_seconds = time.monotonic() - called
             self.metrics.model_latency.labels(kind).observe(model_seconds)
             cost = cost_usd(self.config.models[model], result.usage)
-            await _shielded(
-                self.store.run(
-                    lambda: self.ledger.settle_sync(
-                        reservation,
-                        usage=result.usage,
-                        cost_usd=cost,
-                        images=len(result.images),
-                        model=model,
-                        model_seconds=model_seconds,
-                        attempts=result.attempts,
-                    )
-                )
+            # Paid for, so delivered even if the settlement has to wait for the database.
+            await self.ledger_writes.write(
+                job_id,
+                f"settlement (${cost:.4f}, {len(result.images)} image(s))",
+                lambda: self.ledger.settle_sync(
+                    reservation,
+                    usage=result.usage,
+                    cost_usd=cost,
+                    images=len(result.images),
+                    model=model,
+                    model_seconds=model_seconds,
+                    attempts=result.attempts,
+                ),
             )
         except PolicyBlocked as e:
             raise await self._policy_blocked(reservation, requester, kind, e, started) from None
@@ -302,25 +319,31 @@ class ImageService:
         """Adapters call this when they could not deliver a result (upload
         refused, file too large): the user gets the images back on their
         daily limit, so a failed delivery never eats a quota. True if refunded."""
-        refunded = await _shielded(self.store.run(lambda: self.ledger.undelivered_sync(job_id, error_code)))
+        landed, refunded = await self.ledger_writes.write(
+            job_id, f"give-back of undelivered images ({error_code})", lambda: self.ledger.undelivered_sync(job_id, error_code)
+        )
+        if not landed:
+            return True  # it lands after the job's settlement, when the database takes writes again
         if refunded:
             log.warning("job %s: result not delivered (%s); images given back to the user's limit", job_id, error_code,
                         extra={"job_id": job_id, "outcome": "undelivered"})
         return bool(refunded)
 
     async def _refund(self, reservation: Reservation, code: str, attempts: int | None) -> None:
-        await _shielded(
-            self.store.run(lambda: self.ledger.refund_sync(reservation.job_id, error_code=code, attempts=attempts))
+        await self.ledger_writes.write(
+            reservation.job_id,
+            f"refund ({code})",
+            lambda: self.ledger.refund_sync(reservation.job_id, error_code=code, attempts=attempts),
         )
 
     async def _policy_blocked(
         self, reservation: Reservation, requester: Requester, kind: str, e: PolicyBlocked, started: float
     ) -> PolicyBlocked:
         charge = self.config.limits.charge_policy_blocks
-        cooldown_until = await _shielded(
-            self.store.run(
-                lambda: self.ledger.record_policy_block_sync(reservation, stage=e.stage, categories=e.categories, charge=charge)
-            )
+        _, cooldown_until = await self.ledger_writes.write(
+            reservation.job_id,
+            "policy block",
+            lambda: self.ledger.record_policy_block_sync(reservation, stage=e.stage, categories=e.categories, charge=charge),
         )
         self.metrics.policy_blocks.labels(requester.platform, e.stage).inc()
         self.metrics.jobs.labels(requester.platform, kind, "policy_blocked").inc()
@@ -406,32 +429,94 @@ class ImageService:
 
     async def recover(self) -> list[InterruptedJob]:
         """Refund what crashed processes left reserved; start beating our heart."""
-        jobs = await self.store.run(self.ledger.recover_sync)
-        for job in jobs:
-            log.warning("job %s of %s was interrupted by a restart: refunded", job.job_id, job.requester_key,
-                        extra=interrupted_log_fields(job))
+        jobs = await self._recover_dead()
         if self._heartbeat is None:
             self._heartbeat = asyncio.create_task(self._beat(), name="imaginebot-heartbeat")
         return jobs
 
+    def announce_recovered(self, announce: Callable[[list[InterruptedJob]], Awaitable[None]]) -> None:
+        """From now on, every heartbeat also looks for processes that died
+        (silent for longer than `server.heartbeat_timeout_seconds`; on this
+        host, also a pid that is gone), refunds their jobs and hands them to
+        `announce` to tell their users. Only a process that can tell the users
+        should take this on (the bot, not a one-off CLI command)."""
+        self._announce = announce
+
+    async def _recover_dead(self) -> list[InterruptedJob]:
+        # One transaction: when several survivors look at once, exactly one refunds each job.
+        jobs = await self.store.run(self.ledger.recover_sync)
+        for job in jobs:
+            log.warning("job %s of %s was interrupted: its process stopped; refunded", job.job_id, job.requester_key,
+                        extra=interrupted_log_fields(job))
+        return jobs
+
     async def _beat(self) -> None:
         while True:
-            await asyncio.sleep(HEARTBEAT_SECONDS)
+            await asyncio.sleep(self.ledger.heartbeat_seconds)
             try:
-                await self.store.run(self.ledger.heartbeat_sync)
+                if self._announce is None:
+                    await self.store.run(self.ledger.heartbeat_sync)
+                    continue
+                jobs = await self._recover_dead()  # beats too
             except Exception:  # a locked database for a moment must not end the heartbeat
                 log.warning("heartbeat failed", exc_info=True)
+                continue
+            if jobs:
+                # Telling users takes network calls: never hold up the next heartbeat for them.
+                task = asyncio.create_task(self._announce(jobs), name="imaginebot-announce-recovered")
+                self._announcing.add(task)
+                task.add_done_callback(self._announcing.discard)
+
+    async def stop_recovering(self) -> None:
+        """At shutdown, before the adapters close: look for dead processes no
+        more (the heartbeat goes on until close()) and let the announcements
+        already started finish."""
+        self._announce = None
+        await asyncio.gather(*self._announcing, return_exceptions=True)
+
+    async def database_ok(self) -> bool:
+        """For health checks: the database file is still the one we opened, a
+        real write (our heartbeat) lands, and no ledger write is waiting for
+        the database to take it again."""
+        if self.ledger_writes.pending:
+            return False
+        try:
+            await self.store.run(self.ledger.heartbeat_sync)
+        except Exception as e:  # the check's whole point is to report, not to raise
+            if self._database_ok:  # once per outage, not once per health check
+                log.warning("database health check: a write failed: %s", e)
+            self._database_ok = False
+            return False
+        self._database_ok = True
+        return True
+
+    async def refund_own(self) -> list[InterruptedJob]:
+        """At shutdown, after the grace period: refund what this process still
+        holds reserved (those jobs will never finish). Ledger writes still
+        waiting get a last attempt first; a job whose settlement still can't
+        be written was delivered, so it is not announced as interrupted."""
+        unsettled = await self.ledger_writes.flush()
+        try:
+            jobs = await self.store.run(self.ledger.refund_own_sync)
+        except DATABASE_FAULTS as e:
+            log.error("could not refund the jobs still running at shutdown (%s); the next process refunds them", e)
+            return []
+        return [job for job in jobs if job.job_id not in unsettled]
 
     def stop_accepting(self) -> None:
         self._closing = True
 
     async def close(self) -> None:
-        self._closing = True
+        if self._closed:
+            return
+        self._closed = self._closing = True
+        await self.stop_recovering()
         for task in (self._heartbeat, self._model_watch):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        await self.ledger_writes.flush()
         with contextlib.suppress(Exception):
             await self.store.run(self.ledger.retire_sync)
         await self.provider.close()
@@ -473,17 +558,6 @@ def _picked_model(config: Config, model: str | None, background: str) -> str:
     except InvalidInput:
         routed = ""
     return model if model and model != routed and model in config.openai.allowed_models else ""
-
-
-async def _shielded(aw: Any) -> Any:
-    """Finish a ledger write even if our task is being cancelled: a refund
-    or a settlement must never be lost half-way."""
-    task = asyncio.ensure_future(aw)
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        await task
-        raise
 
 
 __all__ = ["ImageService", "InternalError", "ProviderError", "Progress", "new_job_id"]

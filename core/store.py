@@ -130,11 +130,25 @@ def _owner_only(path: str) -> None:
             pass
 
 
+class DatabaseMissing(sqlite3.OperationalError):
+    """The database file was deleted or replaced under the running process.
+    SQLite would go on writing into the unlinked file, where every write is
+    lost at exit: refuse instead, so the fault shows (health, retries)."""
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    if path == ":memory:" or path.startswith("file:"):
+        return None
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
 class Store:
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imaginebot-db")
         self._conn: sqlite3.Connection | None = None
+        self._identity: tuple[int, int] | None = None
         self.db: sqlite_utils.Database
 
     def open_sync(self) -> None:
@@ -146,6 +160,7 @@ class Store:
         conn.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes; WAL keeps it consistent
         conn.execute("PRAGMA busy_timeout=30000")
         self._conn = conn
+        self._identity = _identity(self.path)
         self.db = sqlite_utils.Database(conn)
         with self.transaction():
             _create_schema(self.db)
@@ -163,14 +178,29 @@ class Store:
         """BEGIN IMMEDIATE … COMMIT: takes the write lock up front, so the
         reads inside see what no other writer can change before we commit."""
         conn = self.conn
+        self.check_file()
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
         except BaseException:
-            conn.execute("ROLLBACK")
+            # SQLite may have rolled back already (SQLITE_FULL does): a second
+            # ROLLBACK would raise and hide the error that matters.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
         else:
             conn.execute("COMMIT")
+
+    def check_file(self) -> None:
+        """Raise DatabaseMissing if the file is no longer the one we opened."""
+        if self._identity is None:
+            return
+        try:
+            now = _identity(self.path)
+        except FileNotFoundError:
+            raise DatabaseMissing(f"the database file {self.path} was deleted") from None
+        if now != self._identity:
+            raise DatabaseMissing(f"the database file {self.path} was replaced")
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(*args)` on the database thread."""
