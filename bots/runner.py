@@ -100,6 +100,9 @@ async def run(settings: Settings, config: Config, *, only: str | None) -> int:
         gc.freeze()
         log.info("imaginebot is running: %s", ", ".join(adapters))
         await _announce(interrupted, adapters)
+        # From now on a process on this database that dies (kill -9, a lost
+        # host) has its jobs refunded and their users told by a survivor.
+        service.announce_recovered(lambda jobs: _announce(jobs, adapters))
         await stop.wait()
         log.info("shutting down: letting running jobs finish (up to %.0f s)", config.server.shutdown_grace_seconds)
     finally:
@@ -108,11 +111,12 @@ async def run(settings: Settings, config: Config, *, only: str | None) -> int:
             with contextlib.suppress(asyncio.CancelledError):
                 await discord_start
         service.stop_accepting()
+        await service.stop_recovering()  # no new announcements while the adapters close
         grace = config.server.shutdown_grace_seconds
         await asyncio.gather(*(a.close(grace) for a in adapters.values()), return_exceptions=True)
         await web_runner.cleanup()
         # Anything still reserved now was cut short: refund it and tell its user.
-        leftovers = await service.store.run(service.ledger.refund_own_sync)
+        leftovers = await service.refund_own()
         await _announce(leftovers, adapters)
         await service.close()
     log.info("stopped")
@@ -150,7 +154,8 @@ async def _start_discord(discord: Any, settings: Settings, stop: asyncio.Event, 
 
 
 async def _announce(jobs: list[InterruptedJob], adapters: dict[str, Any]) -> None:
-    """Tell each user whose job a restart cut short, where the platform allows."""
+    """Tell each user whose job a restart, or the death of another process on
+    this database, cut short, where the platform allows."""
     for job in jobs:
         platform = job.requester_key.split(":", 1)[0]
         adapter = adapters.get(platform)

@@ -166,6 +166,9 @@ class DiscordConfig:
 class ServerConfig:
     shutdown_grace_seconds: float = 60.0  # running jobs may finish this long after SIGTERM
     max_background_tasks: int = 500
+    # A process whose heartbeat is older than this is dead: a live one refunds
+    # its jobs and tells their users. Beats come 4 times per timeout.
+    heartbeat_timeout_seconds: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -302,6 +305,7 @@ def _check_semantics(cfg: Config) -> None:
         "limits.max_images_per_request": cfg.limits.max_images_per_request,
         "limits.max_jobs_in_flight_per_user": cfg.limits.max_jobs_in_flight_per_user,
         "limits.policy_blocks_before_cooldown": cfg.limits.policy_blocks_before_cooldown,
+        "server.heartbeat_timeout_seconds": cfg.server.heartbeat_timeout_seconds,
     }
     for key, v in positive.items():
         if v <= 0:
