@@ -43,6 +43,9 @@ async def test_kill_9_of_one_process_the_other_refunds_its_jobs_and_tells_their_
     ix = await fakes.discord.send_slash_command("imagine", {"prompt": "SLOW:600 a harbour the crash eats"}, user_id=uid)
     await eventually(lambda: fakes.openai.in_flight == 2, what="both model calls in flight", seen=lambda: fakes.openai.in_flight)
     await eventually(grace.live_placeholders, what="the Slack progress message", seen=grace.outcomes)
+    await eventually(  # recorded, so that whoever announces the job can remove it
+        lambda: "placeholder_ts" in the_job(doomed.db_path, grace.key)["notify"], what="the progress message to be recorded"
+    )
 
     await doomed.kill9()
 
