@@ -21,7 +21,7 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncAck, AsyncApp
-from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.slack import render
@@ -39,7 +39,8 @@ from bots.slack.payloads import (
     unescape,
     user_key,
 )
-from bots.slack.placeholder import Placeholder, UpdateBudget, slack_error
+from bots.slack.failures import UNREACHABLE, slack_error
+from bots.slack.placeholder import Placeholder, UpdateBudget, end_message
 from bots.slack.replies import Outcome, PrivateReplies
 from bots.slack.tasks import BackgroundTasks
 from core.config import Config
@@ -229,10 +230,8 @@ class SlackAdapter:
             placeholder_ts = notify.get("placeholder_ts")
             if placeholder_ts and origin.channel:
                 # The channel must not keep saying "Generating…" for a job that will never finish.
-                try:
-                    await self.client.chat_delete(channel=origin.channel, ts=str(placeholder_ts))
-                except SlackApiError as e:
-                    log.warning("could not delete the placeholder of interrupted job %s: %s", job.job_id, slack_error(e))
+                ended = render.render_progress_ended(render.request_header(origin.user, job.prompt, kind=job.kind))
+                await end_message(self.client, origin.channel, str(placeholder_ts), ended)
             return await self.replies.send(origin, render.render_interrupted(job))
         finally:
             if self._closed and self.client.session is not None:
@@ -461,7 +460,7 @@ class SlackAdapter:
         )
         try:
             await self.client.views_open(trigger_id=trigger_id, view=view)
-        except SlackApiError as e:
+        except Exception as e:  # Slack's error, a text body, a dropped connection
             log.warning("views.open failed: %s", slack_error(e))
             await outcome.tell(render.render_modal_failed())
             return
@@ -508,7 +507,7 @@ class SlackAdapter:
     async def _bot_images_in_thread(self, channel: str, thread_ts: str, before_ts: str, bot_user_id: str) -> list[Mapping[str, Any]]:
         try:
             resp = await self.client.conversations_replies(channel=channel, ts=thread_ts, limit=200)
-        except SlackApiError as e:
+        except Exception as e:  # Slack's error, a text body, a dropped connection
             log.warning("conversations.replies failed in %s: %s", channel, slack_error(e))
             return []
         return latest_bot_images(resp.get("messages") or [], bot_user_id=bot_user_id, before_ts=before_ts)
@@ -597,15 +596,29 @@ class SlackAdapter:
                     for image in result.images
                 ],
             )
-        except (SlackClientError, aiohttp.ClientError, asyncio.TimeoutError) as e:
-            error = slack_error(e) if isinstance(e, SlackApiError) else type(e).__name__
-            log.error("job %s: uploading %d image(s) to %s failed: %s", result.job_id, len(result.images), origin.channel, error)
-            await placeholder.remove()
-            await self.service.delivery_failed(result.job_id, "slack_upload_failed")
-            await outcome.tell(render.render_upload_failed(result.job_id))
+        except BaseException as e:
+            # Whatever stopped the upload (Slack's error, a proxy's text page,
+            # a dropped connection, a shutdown that could not wait for it),
+            # the images were not posted: they go back on the user's limit.
+            log.error("job %s: uploading %d image(s) to %s failed: %s", result.job_id, len(result.images), origin.channel, slack_error(e))
+            await asyncio.shield(self._undelivered(outcome, placeholder, result.job_id, slack_error(e)))
+            if not isinstance(e, Exception):
+                raise
             return
         outcome.delivered()
         await placeholder.remove()
+
+    async def _undelivered(self, outcome: Outcome, placeholder: Placeholder, job_id: str, error: str) -> None:
+        """Refund first (the money matters most), then end the placeholder,
+        then tell the user, once, what really happened."""
+        given_back = True
+        try:
+            await self.service.delivery_failed(job_id, "slack_upload_failed")
+        except Exception:
+            given_back = False
+            log.exception("job %s: could not give the undelivered images back", job_id)
+        await placeholder.remove()
+        await outcome.tell(render.render_upload_failed(job_id, channel_refused=error in UNREACHABLE, given_back=given_back))
 
 
 async def _finish(coro: Coroutine[Any, Any, None], *, grace: float) -> None:

@@ -10,6 +10,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.slack.app import DEFAULT_API_URL
+from bots.slack.failures import slack_error
 from bots.slack.manifest import BOT_SCOPES
 
 _TOKEN_ERRORS = {
@@ -55,7 +56,10 @@ async def check_slack(token: str, api_url: str | None, app_token: str | None = N
     try:
         resp = await client.auth_test()
     except SlackApiError as e:
-        error = str(e.response.get("error", "unknown_error"))
+        error = slack_error(e)
+        if error.startswith("http_"):  # not Slack's JSON: a proxy or gateway answered
+            findings.append((False, f"The Slack API at {base} answered HTTP {error[5:]}, not Slack's JSON. Try again; check SLACK_API_URL if you set it."))
+            return findings
         why = _TOKEN_ERRORS.get(error, f"Slack answered “{error}”")
         findings.append(
             (False, f"Slack refused SLACK_BOT_TOKEN: {why}. Copy the Bot User OAuth Token again from Slack app → "

@@ -12,7 +12,6 @@ from typing import Any, Iterable, Mapping, Sequence
 from urllib.parse import urlsplit
 
 import aiohttp
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.download import download_image
@@ -68,7 +67,7 @@ async def _complete(client: AsyncWebClient, file: Mapping[str, Any]) -> Mapping[
         return file
     try:
         resp = await client.files_info(file=str(file.get("id", "")))
-    except SlackApiError:
+    except Exception:  # Slack's error, a text body, a dropped connection: nothing is spent yet
         raise InvalidInput("I can't open one of the files in that message. Make sure I'm in this channel and try again.") from None
     info = resp.get("file")
     return info if isinstance(info, Mapping) else file

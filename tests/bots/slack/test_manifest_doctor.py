@@ -86,3 +86,10 @@ async def test_doctor_reports_an_unreachable_api() -> None:
     findings = await check_slack(BOT_TOKEN, "http://127.0.0.1:9/api/")
     assert [ok for ok, _ in findings] == [False]
     assert "Could not reach" in findings[0][1]
+
+
+async def test_doctor_reports_a_proxy_error_page_as_such(slack: FakeSlack) -> None:
+    slack.break_http("auth.test", "text")
+    findings = await check_slack(BOT_TOKEN, slack.api_url)
+    assert [ok for ok, _ in findings] == [False]
+    assert "HTTP 503" in findings[0][1] and "refused" not in findings[0][1]
