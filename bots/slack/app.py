@@ -21,6 +21,8 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -39,6 +41,7 @@ from bots.slack.payloads import (
     unescape,
     user_key,
 )
+from bots.slack.deliveries import delivery_key
 from bots.slack.failures import UNREACHABLE, slack_error
 from bots.slack.placeholder import Placeholder, UpdateBudget, end_message
 from bots.slack.replies import Outcome, PrivateReplies
@@ -133,6 +136,7 @@ class SlackAdapter:
 
     def _register(self) -> None:
         app = self.app
+        app.middleware(self._once)  # after bolt's own: the signature is checked first
         app.command(COMMAND_IMAGINE)(self._on_imagine)
         app.command(COMMAND_QUOTA)(self._on_quota)
         app.command(COMMAND_ADMIN)(self._on_admin)
@@ -141,6 +145,23 @@ class SlackAdapter:
         app.action(render.CANCEL_ACTION_ID)(self._on_cancel)
         app.event("app_mention")(self._on_mention)
         app.error(self._on_error)
+
+    async def _once(self, req: AsyncBoltRequest, body: dict[str, Any], next: Callable[[], Awaitable[None]]) -> BoltResponse | None:
+        """Every payload runs once, however often Slack (or a replay) delivers
+        it: a repeat is acked, so Slack stops retrying, and does nothing."""
+        timestamps = req.headers.get("x-slack-request-timestamp") or [None]
+        key = delivery_key(body, raw_body=req.raw_body, timestamp=timestamps[0])
+        if key is not None:
+            try:
+                first = await self.service.claim_event(key)
+            except Exception:  # the database is down: the job can't reserve either, and says so
+                log.warning("could not record delivery %s; handling it anyway", key, exc_info=True)
+                first = True
+            if not first:
+                log.info("ignoring a repeated delivery of %s", key)
+                return BoltResponse(status=200, body="")
+        await next()
+        return None
 
     def _session(self) -> aiohttp.ClientSession:
         """One HTTP session for the Web API, uploads, response_urls and
@@ -370,11 +391,10 @@ class SlackAdapter:
             thread_ts=event.get("thread_ts") or event.get("ts"),
             user_thread_ts=event.get("thread_ts"),
         )
-        event_key = f"slack:event:{body.get('event_id') or origin.channel + ':' + str(event.get('ts'))}"
         bot_user_id = context.bot_user_id or ""
         if self._closing:
             await self.replies.send(origin, render.render_restarting())
-        elif not self._spawn(origin, lambda out: self._mention(out, event, event_key, bot_user_id), "slack-mention"):
+        elif not self._spawn(origin, lambda out: self._mention(out, event, bot_user_id), "slack-mention"):
             await self.replies.send(origin, render.render_busy())
 
     async def _on_error(self, error: Exception, body: dict[str, Any]) -> None:
@@ -474,13 +494,8 @@ class SlackAdapter:
             return
         await self._edit(outcome, prompt, files, options)
 
-    async def _mention(self, outcome: Outcome, event: Mapping[str, Any], event_key: str, bot_user_id: str) -> None:
-        # Slack redelivers an event it thinks we missed (x-slack-retry-num);
-        # the durable claim makes sure one message starts at most one job.
-        if not await self.service.claim_event(event_key):
-            log.info("ignoring a repeated delivery of %s", event_key)
-            outcome.delivered()  # the first delivery answers
-            return
+    async def _mention(self, outcome: Outcome, event: Mapping[str, Any], bot_user_id: str) -> None:
+        # A repeated delivery of this event never gets here (see _once).
         files = image_files(event)
         if not files and not event.get("thread_ts"):
             await outcome.tell(render.render_mention_help())
