@@ -18,7 +18,7 @@ from typing import Any, Awaitable, Callable, Coroutine, Mapping, Sequence
 
 import aiohttp
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
@@ -45,6 +45,7 @@ from bots.slack.deliveries import delivery_key
 from bots.slack.failures import UNREACHABLE, slack_error
 from bots.slack.placeholder import Placeholder, UpdateBudget, end_message
 from bots.slack.replies import Outcome, PrivateReplies
+from bots.slack.signature import RefusalLog, Refused, verified_body
 from bots.slack.tasks import BackgroundTasks
 from core.config import Config
 from core.errors import ConfigError, ImagineError, InvalidInput
@@ -111,13 +112,14 @@ class SlackAdapter:
         self._signing_secret = signing_secret or None
         self._app_token = app_token or None
         self.client = AsyncWebClient(token=token, base_url=self.api_url)
-        # The client carries the token; bolt takes it from there. Without a
-        # signing secret (Socket Mode only) HTTP requests are refused in
-        # handle_http, never accepted unverified.
+        # The client carries the token; bolt takes it from there. Signatures
+        # are checked in handle_http, on the raw body, before bolt sees a
+        # request (bolt's own check parses first and logs whole bodies);
+        # without a signing secret (Socket Mode only) HTTP requests are refused.
         self.app = AsyncApp(
             client=self.client,
             signing_secret=self._signing_secret or "",
-            request_verification_enabled=self._signing_secret is not None,
+            request_verification_enabled=False,
             process_before_response=False,
             logger=logging.getLogger("imaginebot.slack.bolt"),
             name="imaginebot",
@@ -127,6 +129,7 @@ class SlackAdapter:
         self._tasks = BackgroundTasks(config.server.max_background_tasks)
         self._jobs: list[_Job] = []
         self._update_budget = UpdateBudget()
+        self._refusals = RefusalLog()
         self._socket: AsyncSocketModeHandler | None = None
         self._closing = False
         self._closed = False
@@ -177,14 +180,21 @@ class SlackAdapter:
     # -- entry points for the runner --------------------------------------------
 
     async def handle_http(self, request: web.Request) -> web.Response:
-        """POST /slack/events: slash commands, events and interactivity."""
+        """POST /slack/events: slash commands, events and interactivity.
+        The signature is checked on the raw body before anything parses it."""
         if self._signing_secret is None:
             return web.Response(status=401, text="This bot takes Slack requests over Socket Mode only.")
+        try:
+            body = await verified_body(request, self._signing_secret)
+        except Refused as e:
+            self._refusals.refused(request, str(e))
+            return web.Response(status=401, text="invalid request")
         if self._closed:
             return web.Response(status=503, text="shutting down")
         self._session()
         started = time.monotonic()
-        bolt_response = await self.app.async_dispatch(await to_bolt_request(request))
+        bolt_request = AsyncBoltRequest(body=body.decode("utf-8", "replace"), query=request.query_string, headers=request.headers)  # type: ignore[arg-type]
+        bolt_response = await self.app.async_dispatch(bolt_request)
         # With process_before_response=False bolt answers as soon as ack() is called: this is the ack time.
         self.service.metrics.ack_latency.labels("slack").observe(time.monotonic() - started)
         return await to_aiohttp_response(bolt_response)
