@@ -108,6 +108,13 @@ async def test_after_a_crash_no_slack_progress_message_still_claims_the_job_is_r
     erin = slack_user("UERIN")
     await erin.imagine(bot, "SLOW:600 a job the crash eats")
     await eventually(erin.live_placeholders, what="the progress message in the channel", seen=erin.outcomes)
+    # Killed between posting the message and recording its ts, no process could
+    # know it: wait for the record (under load it lags the post), then kill.
+    await eventually(
+        lambda: "placeholder_ts" in (read_jobs(bot.db_path)[0]["notify"] or ""),
+        what="the progress message recorded with the job",
+        seen=lambda: read_jobs(bot.db_path),
+    )
     await bot.kill9()
 
     await start_bot(db=bot.db_path)
