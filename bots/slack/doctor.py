@@ -22,6 +22,11 @@ _TOKEN_ERRORS = {
 }
 
 
+def _not_slack_json(base: str, error: str) -> str:
+    """A proxy or gateway answered (slack_error's `http_503`), not Slack: no verdict on the token."""
+    return f"The Slack API at {base} answered HTTP {error.removeprefix('http_')}, not Slack's JSON. Try again; check SLACK_API_URL if you set it."
+
+
 async def check_app_token(app_token: str, api_url: str | None) -> tuple[bool, str]:
     """Socket Mode's token: an app-level token (xapp-) that Slack accepts for
     apps.connections.open (asking for a URL opens no connection)."""
@@ -35,7 +40,9 @@ async def check_app_token(app_token: str, api_url: str | None) -> tuple[bool, st
     try:
         await client.apps_connections_open(app_token=app_token)
     except SlackApiError as e:
-        error = str(e.response.get("error", "unknown_error"))
+        error = slack_error(e)
+        if error.startswith("http_"):
+            return False, _not_slack_json(base, error)
         why = _TOKEN_ERRORS.get(error, f"Slack answered “{error}”")
         return False, f"Slack refused SLACK_APP_TOKEN: {why}. Create or copy it again in {where}."
     except (SlackClientError, aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
@@ -57,8 +64,8 @@ async def check_slack(token: str, api_url: str | None, app_token: str | None = N
         resp = await client.auth_test()
     except SlackApiError as e:
         error = slack_error(e)
-        if error.startswith("http_"):  # not Slack's JSON: a proxy or gateway answered
-            findings.append((False, f"The Slack API at {base} answered HTTP {error[5:]}, not Slack's JSON. Try again; check SLACK_API_URL if you set it."))
+        if error.startswith("http_"):
+            findings.append((False, _not_slack_json(base, error)))
             return findings
         why = _TOKEN_ERRORS.get(error, f"Slack answered “{error}”")
         findings.append(
