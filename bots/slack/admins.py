@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 import time
 
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
+
+from bots.slack.failures import slack_error
 
 log = logging.getLogger("imaginebot.slack")
 
@@ -28,9 +29,9 @@ class AdminDirectory:
             return cached[1]
         try:
             resp = await self.client.users_info(user=user_id)
-        except SlackApiError as e:
+        except Exception as e:  # Slack's error, a text body, a dropped connection
             # Failing closed: without users.info (scope users:read) nobody is an admin.
-            log.warning("users.info failed for %s: %s", user_id, e.response.get("error") if e.response else e)
+            log.warning("users.info failed for %s: %s", user_id, slack_error(e))
             return False
         user = resp.get("user") or {}
         admin = bool(user.get("is_admin") or user.get("is_owner") or user.get("is_primary_owner"))

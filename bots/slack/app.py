@@ -18,10 +18,12 @@ from typing import Any, Awaitable, Callable, Coroutine, Mapping, Sequence
 
 import aiohttp
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncAck, AsyncApp
-from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.slack import render
@@ -39,8 +41,11 @@ from bots.slack.payloads import (
     unescape,
     user_key,
 )
-from bots.slack.placeholder import Placeholder, UpdateBudget, slack_error
+from bots.slack.deliveries import delivery_key
+from bots.slack.failures import UNREACHABLE, slack_error
+from bots.slack.placeholder import Placeholder, UpdateBudget, end_message
 from bots.slack.replies import Outcome, PrivateReplies
+from bots.slack.signature import RefusalLog, Refused, verified_body
 from bots.slack.tasks import BackgroundTasks
 from core.config import Config
 from core.errors import ConfigError, ImagineError, InvalidInput
@@ -107,13 +112,14 @@ class SlackAdapter:
         self._signing_secret = signing_secret or None
         self._app_token = app_token or None
         self.client = AsyncWebClient(token=token, base_url=self.api_url)
-        # The client carries the token; bolt takes it from there. Without a
-        # signing secret (Socket Mode only) HTTP requests are refused in
-        # handle_http, never accepted unverified.
+        # The client carries the token; bolt takes it from there. Signatures
+        # are checked in handle_http, on the raw body, before bolt sees a
+        # request (bolt's own check parses first and logs whole bodies);
+        # without a signing secret (Socket Mode only) HTTP requests are refused.
         self.app = AsyncApp(
             client=self.client,
             signing_secret=self._signing_secret or "",
-            request_verification_enabled=self._signing_secret is not None,
+            request_verification_enabled=False,
             process_before_response=False,
             logger=logging.getLogger("imaginebot.slack.bolt"),
             name="imaginebot",
@@ -123,6 +129,7 @@ class SlackAdapter:
         self._tasks = BackgroundTasks(config.server.max_background_tasks)
         self._jobs: list[_Job] = []
         self._update_budget = UpdateBudget()
+        self._refusals = RefusalLog()
         self._socket: AsyncSocketModeHandler | None = None
         self._closing = False
         self._closed = False
@@ -132,6 +139,7 @@ class SlackAdapter:
 
     def _register(self) -> None:
         app = self.app
+        app.middleware(self._once)  # after bolt's own: the signature is checked first
         app.command(COMMAND_IMAGINE)(self._on_imagine)
         app.command(COMMAND_QUOTA)(self._on_quota)
         app.command(COMMAND_ADMIN)(self._on_admin)
@@ -140,6 +148,23 @@ class SlackAdapter:
         app.action(render.CANCEL_ACTION_ID)(self._on_cancel)
         app.event("app_mention")(self._on_mention)
         app.error(self._on_error)
+
+    async def _once(self, req: AsyncBoltRequest, body: dict[str, Any], next: Callable[[], Awaitable[None]]) -> BoltResponse | None:
+        """Every payload runs once, however often Slack (or a replay) delivers
+        it: a repeat is acked, so Slack stops retrying, and does nothing."""
+        timestamps = req.headers.get("x-slack-request-timestamp") or [None]
+        key = delivery_key(body, raw_body=req.raw_body, timestamp=timestamps[0])
+        if key is not None:
+            try:
+                first = await self.service.claim_event(key)
+            except Exception:  # the database is down: the job can't reserve either, and says so
+                log.warning("could not record delivery %s; handling it anyway", key, exc_info=True)
+                first = True
+            if not first:
+                log.info("ignoring a repeated delivery of %s", key)
+                return BoltResponse(status=200, body="")
+        await next()
+        return None
 
     def _session(self) -> aiohttp.ClientSession:
         """One HTTP session for the Web API, uploads, response_urls and
@@ -155,14 +180,21 @@ class SlackAdapter:
     # -- entry points for the runner --------------------------------------------
 
     async def handle_http(self, request: web.Request) -> web.Response:
-        """POST /slack/events: slash commands, events and interactivity."""
+        """POST /slack/events: slash commands, events and interactivity.
+        The signature is checked on the raw body before anything parses it."""
         if self._signing_secret is None:
             return web.Response(status=401, text="This bot takes Slack requests over Socket Mode only.")
+        try:
+            body = await verified_body(request, self._signing_secret)
+        except Refused as e:
+            self._refusals.refused(request, str(e))
+            return web.Response(status=401, text="invalid request")
         if self._closed:
             return web.Response(status=503, text="shutting down")
         self._session()
         started = time.monotonic()
-        bolt_response = await self.app.async_dispatch(await to_bolt_request(request))
+        bolt_request = AsyncBoltRequest(body=body.decode("utf-8", "replace"), query=request.query_string, headers=request.headers)  # type: ignore[arg-type]
+        bolt_response = await self.app.async_dispatch(bolt_request)
         # With process_before_response=False bolt answers as soon as ack() is called: this is the ack time.
         self.service.metrics.ack_latency.labels("slack").observe(time.monotonic() - started)
         return await to_aiohttp_response(bolt_response)
@@ -229,10 +261,8 @@ class SlackAdapter:
             placeholder_ts = notify.get("placeholder_ts")
             if placeholder_ts and origin.channel:
                 # The channel must not keep saying "Generating…" for a job that will never finish.
-                try:
-                    await self.client.chat_delete(channel=origin.channel, ts=str(placeholder_ts))
-                except SlackApiError as e:
-                    log.warning("could not delete the placeholder of interrupted job %s: %s", job.job_id, slack_error(e))
+                ended = render.render_progress_ended(render.request_header(origin.user, job.prompt, kind=job.kind))
+                await end_message(self.client, origin.channel, str(placeholder_ts), ended)
             return await self.replies.send(origin, render.render_interrupted(job))
         finally:
             if self._closed and self.client.session is not None:
@@ -371,11 +401,10 @@ class SlackAdapter:
             thread_ts=event.get("thread_ts") or event.get("ts"),
             user_thread_ts=event.get("thread_ts"),
         )
-        event_key = f"slack:event:{body.get('event_id') or origin.channel + ':' + str(event.get('ts'))}"
         bot_user_id = context.bot_user_id or ""
         if self._closing:
             await self.replies.send(origin, render.render_restarting())
-        elif not self._spawn(origin, lambda out: self._mention(out, event, event_key, bot_user_id), "slack-mention"):
+        elif not self._spawn(origin, lambda out: self._mention(out, event, bot_user_id), "slack-mention"):
             await self.replies.send(origin, render.render_busy())
 
     async def _on_error(self, error: Exception, body: dict[str, Any]) -> None:
@@ -461,7 +490,7 @@ class SlackAdapter:
         )
         try:
             await self.client.views_open(trigger_id=trigger_id, view=view)
-        except SlackApiError as e:
+        except Exception as e:  # Slack's error, a text body, a dropped connection
             log.warning("views.open failed: %s", slack_error(e))
             await outcome.tell(render.render_modal_failed())
             return
@@ -475,13 +504,8 @@ class SlackAdapter:
             return
         await self._edit(outcome, prompt, files, options)
 
-    async def _mention(self, outcome: Outcome, event: Mapping[str, Any], event_key: str, bot_user_id: str) -> None:
-        # Slack redelivers an event it thinks we missed (x-slack-retry-num);
-        # the durable claim makes sure one message starts at most one job.
-        if not await self.service.claim_event(event_key):
-            log.info("ignoring a repeated delivery of %s", event_key)
-            outcome.delivered()  # the first delivery answers
-            return
+    async def _mention(self, outcome: Outcome, event: Mapping[str, Any], bot_user_id: str) -> None:
+        # A repeated delivery of this event never gets here (see _once).
         files = image_files(event)
         if not files and not event.get("thread_ts"):
             await outcome.tell(render.render_mention_help())
@@ -508,7 +532,7 @@ class SlackAdapter:
     async def _bot_images_in_thread(self, channel: str, thread_ts: str, before_ts: str, bot_user_id: str) -> list[Mapping[str, Any]]:
         try:
             resp = await self.client.conversations_replies(channel=channel, ts=thread_ts, limit=200)
-        except SlackApiError as e:
+        except Exception as e:  # Slack's error, a text body, a dropped connection
             log.warning("conversations.replies failed in %s: %s", channel, slack_error(e))
             return []
         return latest_bot_images(resp.get("messages") or [], bot_user_id=bot_user_id, before_ts=before_ts)
@@ -597,15 +621,29 @@ class SlackAdapter:
                     for image in result.images
                 ],
             )
-        except (SlackClientError, aiohttp.ClientError, asyncio.TimeoutError) as e:
-            error = slack_error(e) if isinstance(e, SlackApiError) else type(e).__name__
-            log.error("job %s: uploading %d image(s) to %s failed: %s", result.job_id, len(result.images), origin.channel, error)
-            await placeholder.remove()
-            await self.service.delivery_failed(result.job_id, "slack_upload_failed")
-            await outcome.tell(render.render_upload_failed(result.job_id))
+        except BaseException as e:
+            # Whatever stopped the upload (Slack's error, a proxy's text page,
+            # a dropped connection, a shutdown that could not wait for it),
+            # the images were not posted: they go back on the user's limit.
+            log.error("job %s: uploading %d image(s) to %s failed: %s", result.job_id, len(result.images), origin.channel, slack_error(e))
+            await asyncio.shield(self._undelivered(outcome, placeholder, result.job_id, slack_error(e)))
+            if not isinstance(e, Exception):
+                raise
             return
         outcome.delivered()
         await placeholder.remove()
+
+    async def _undelivered(self, outcome: Outcome, placeholder: Placeholder, job_id: str, error: str) -> None:
+        """Refund first (the money matters most), then end the placeholder,
+        then tell the user, once, what really happened."""
+        given_back = True
+        try:
+            await self.service.delivery_failed(job_id, "slack_upload_failed")
+        except Exception:
+            given_back = False
+            log.exception("job %s: could not give the undelivered images back", job_id)
+        await placeholder.remove()
+        await outcome.tell(render.render_upload_failed(job_id, channel_refused=error in UNREACHABLE, given_back=given_back))
 
 
 async def _finish(coro: Coroutine[Any, Any, None], *, grace: float) -> None:

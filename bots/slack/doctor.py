@@ -10,6 +10,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.slack.app import DEFAULT_API_URL
+from bots.slack.failures import slack_error
 from bots.slack.manifest import BOT_SCOPES
 
 _TOKEN_ERRORS = {
@@ -19,6 +20,11 @@ _TOKEN_ERRORS = {
     "token_expired": "the token has expired",
     "account_inactive": "the app was uninstalled or its bot deactivated",
 }
+
+
+def _not_slack_json(base: str, error: str) -> str:
+    """A proxy or gateway answered (slack_error's `http_503`), not Slack: no verdict on the token."""
+    return f"The Slack API at {base} answered HTTP {error.removeprefix('http_')}, not Slack's JSON. Try again; check SLACK_API_URL if you set it."
 
 
 async def check_app_token(app_token: str, api_url: str | None) -> tuple[bool, str]:
@@ -34,7 +40,9 @@ async def check_app_token(app_token: str, api_url: str | None) -> tuple[bool, st
     try:
         await client.apps_connections_open(app_token=app_token)
     except SlackApiError as e:
-        error = str(e.response.get("error", "unknown_error"))
+        error = slack_error(e)
+        if error.startswith("http_"):
+            return False, _not_slack_json(base, error)
         why = _TOKEN_ERRORS.get(error, f"Slack answered “{error}”")
         return False, f"Slack refused SLACK_APP_TOKEN: {why}. Create or copy it again in {where}."
     except (SlackClientError, aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
@@ -55,7 +63,10 @@ async def check_slack(token: str, api_url: str | None, app_token: str | None = N
     try:
         resp = await client.auth_test()
     except SlackApiError as e:
-        error = str(e.response.get("error", "unknown_error"))
+        error = slack_error(e)
+        if error.startswith("http_"):
+            findings.append((False, _not_slack_json(base, error)))
+            return findings
         why = _TOKEN_ERRORS.get(error, f"Slack answered “{error}”")
         findings.append(
             (False, f"Slack refused SLACK_BOT_TOKEN: {why}. Copy the Bot User OAuth Token again from Slack app → "

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any, Iterable, Mapping, Sequence
-from urllib.parse import urlsplit
 
 import aiohttp
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bots.download import download_image
+from bots.download import download_image, origin_of
 from core.errors import InvalidInput
 from core.models import Upload
 
@@ -26,12 +24,13 @@ _IMAGE_FILETYPES = frozenset({"png", "jpg", "jpeg", "gif", "webp", "bmp", "tiff"
 
 
 def token_hosts(api_url: str | None) -> frozenset[str]:
-    hosts = {SLACK_FILE_HOST}
-    if api_url:
-        host = urlsplit(api_url).hostname
-        if host:
-            hosts.add(host.lower())
-    return frozenset(hosts)
+    """Where the bot token may go, as origins (scheme, host and port): Slack's
+    file host, and the server of SLACK_API_URL when it is overridden — not
+    another port of that host, nor http where it is https."""
+    origins = {origin_of(f"https://{SLACK_FILE_HOST}/")}
+    if api_url and origin_of(api_url):
+        origins.add(origin_of(api_url))
+    return frozenset(origins)
 
 
 def is_image(file: Mapping[str, Any]) -> bool:
@@ -68,7 +67,7 @@ async def _complete(client: AsyncWebClient, file: Mapping[str, Any]) -> Mapping[
         return file
     try:
         resp = await client.files_info(file=str(file.get("id", "")))
-    except SlackApiError:
+    except Exception:  # Slack's error, a text body, a dropped connection: nothing is spent yet
         raise InvalidInput("I can't open one of the files in that message. Make sure I'm in this channel and try again.") from None
     info = resp.get("file")
     return info if isinstance(info, Mapping) else file

@@ -23,18 +23,27 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.slack import render
+from bots.slack.failures import UNREACHABLE, slack_error
 from core.models import Progress
 
 log = logging.getLogger("imaginebot.slack")
 
-# chat.postMessage errors meaning "I may not post here": the job must stop.
-UNREACHABLE = frozenset(
-    {"not_in_channel", "channel_not_found", "is_archived", "restricted_action", "cannot_reply_to_message", "ekm_access_denied"}
-)
 
-
-def slack_error(e: SlackApiError) -> str:
-    return str(e.response.get("error", "")) if e.response is not None else ""
+async def end_message(client: AsyncWebClient, channel: str, ts: str, ended_text: str) -> bool:
+    """Delete a message that stands for a job; if Slack won't delete it (a
+    proxy's 503, a dropped connection), overwrite it with `ended_text`, so
+    that no message says "Generating…" for ever. True if either worked."""
+    try:
+        await client.chat_delete(channel=channel, ts=ts)
+        return True
+    except Exception as e:  # any failure: fall back to editing it
+        log.warning("could not delete the placeholder %s (%s); editing it instead", ts, slack_error(e))
+    try:
+        await client.chat_update(channel=channel, ts=ts, text=ended_text, blocks=[])
+        return True
+    except Exception as e:
+        log.warning("could not end the placeholder %s either: %s", ts, slack_error(e))
+        return False
 
 
 class UpdateBudget:
@@ -140,7 +149,7 @@ class Placeholder:
             resp = await self.client.chat_postMessage(
                 channel=self.channel, thread_ts=self.thread_ts, text=text, blocks=blocks, unfurl_links=False
             )
-        except SlackApiError as e:
+        except Exception as e:  # Slack's error, a text body, a dropped connection
             if slack_error(e) in UNREACHABLE:
                 self._closed = True
                 self.on_unreachable()
@@ -159,8 +168,8 @@ class Placeholder:
         assert self.ts is not None
         try:
             await self.client.chat_update(channel=self.channel, ts=self.ts, text=text, blocks=blocks)
-        except SlackApiError as e:
-            if slack_error(e) == "ratelimited":
+        except Exception as e:  # progress is cosmetic: whatever failed, the job goes on
+            if isinstance(e, SlackApiError) and slack_error(e) == "ratelimited":
                 self.budget.pause(e)
             else:
                 log.warning("could not update the placeholder %s: %s", self.ts, slack_error(e))
@@ -170,12 +179,8 @@ class Placeholder:
         async with self._lock:
             self._closed = True
             ts, self.ts = self.ts, None
-        if ts is None:
-            return
-        try:
-            await self.client.chat_delete(channel=self.channel, ts=ts)
-        except SlackApiError as e:
-            log.warning("could not delete the placeholder %s: %s", ts, slack_error(e))
+        if ts is not None:
+            await end_message(self.client, self.channel, ts, render.render_progress_ended(self.header))
 
     async def replace_with(self, text: str) -> None:
         """End with a message everyone in the channel may see."""
@@ -187,5 +192,5 @@ class Placeholder:
                 await self.client.chat_postMessage(channel=self.channel, thread_ts=self.thread_ts, text=text)
             else:
                 await self.client.chat_update(channel=self.channel, ts=ts, text=text, blocks=[])
-        except SlackApiError as e:
+        except Exception as e:
             log.warning("could not post the outcome in %s: %s", self.channel, slack_error(e))

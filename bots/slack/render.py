@@ -77,6 +77,12 @@ def render_progress(header: str, progress: Progress | None, *, cancel_value: str
     return text, [section]
 
 
+def render_progress_ended(header: str) -> str:
+    """What a placeholder says when Slack would not delete it: the job is over
+    either way (its images, or a private word to its owner, say how)."""
+    return f"{header}\nThis request has ended."
+
+
 # -- quota --------------------------------------------------------------------
 
 
@@ -124,11 +130,15 @@ def render_cannot_post_here() -> str:
     )
 
 
-def render_upload_failed(job_id: str) -> str:
-    return (
-        "Your images were made, but Slack didn't let me post them here, so they don't count against your daily limit. "
-        f"Check that I'm still in this channel and try again. (Reference: {job_id})"
-    )
+def render_upload_failed(job_id: str, *, channel_refused: bool = True, given_back: bool = True) -> str:
+    """`channel_refused`: Slack said the bot may not post there (else Slack or
+    the network failed); `given_back`: the images went back on the limit."""
+    if channel_refused:
+        why, advice = "Slack didn't let me post them here", "Check that I'm still in this channel and try again."
+    else:
+        why, advice = "Slack had a problem when I posted them", "Please try again in a moment."
+    limit = ", so they don't count against your daily limit" if given_back else ""
+    return f"Your images were made, but {why}{limit}. {advice} (Reference: {job_id})"
 
 
 def render_modal_failed() -> str:

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import logging
 
-import aiohttp
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bots.slack.payloads import Origin
-from bots.slack.placeholder import slack_error
+from bots.slack.failures import slack_error
 
 log = logging.getLogger("imaginebot.slack")
 
@@ -34,21 +32,21 @@ class PrivateReplies:
                 if resp.status_code == 200:
                     return True
                 log.info("response_url answered %s; trying chat.postEphemeral", resp.status_code)
-            except (aiohttp.ClientError, TimeoutError) as e:
-                log.info("response_url failed (%s); trying chat.postEphemeral", type(e).__name__)
+            except Exception as e:  # a dropped connection, a timeout: try the next way
+                log.info("response_url failed (%s); trying chat.postEphemeral", slack_error(e))
         if origin.channel:
             try:
                 await self.client.chat_postEphemeral(
                     channel=origin.channel, user=origin.user, text=text, thread_ts=origin.user_thread_ts
                 )
                 return True
-            except SlackApiError as e:
+            except Exception as e:  # Slack's error, a text body, a dropped connection: try the next way
                 log.info("chat.postEphemeral failed (%s); trying a direct message", slack_error(e))
         try:
             # A user id as the channel posts in the bot's direct message with that user.
             await self.client.chat_postMessage(channel=origin.user, text=text)
             return True
-        except SlackApiError as e:
+        except Exception as e:
             log.warning("could not reach %s privately: %s", origin.user, slack_error(e))
             return False
 

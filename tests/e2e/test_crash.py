@@ -111,7 +111,7 @@ async def test_after_a_crash_no_slack_progress_message_still_claims_the_job_is_r
     # The bot can only clean up a message it has recorded: posting it and
     # recording its ts are two steps, and a crash between them is not this test.
     await eventually(
-        lambda: "placeholder_ts" in the_job(bot.db_path, erin.key)["notify"], what="the bot to record its progress message"
+        lambda: "placeholder_ts" in (the_job(bot.db_path, erin.key)["notify"] or ""), what="the bot to record its progress message"
     )
     await bot.kill9()
 

@@ -9,6 +9,10 @@ completeUploadExternal) become a message with files in the channel or thread;
 private file URLs demand the bot token and, like Slack, answer an HTML login
 page with status 200 when it is missing.
 
+`break_http(method, how)` makes a call fail below Slack's JSON, the way a
+proxy or a flaky network does: a 503 text/plain body, a 502 HTML page, or a
+connection dropped without an answer.
+
 `ForeignHost` is a second server reached as `localhost` (a host name other
 than the API's 127.0.0.1) that records every request, to prove no token leaks.
 """
@@ -42,6 +46,10 @@ ALL_SCOPES = (
     "mpim:history",
     "users:read",
 )
+# How a request can fail below Slack's JSON (see FakeSlack.break_http).
+RAW_FAILURES = ("text", "html", "drop")
+# The endpoints that are not Web API methods, by the names break_http takes.
+UPLOAD, RESPONSE_URL, FILE_HOST = "upload", "response_url", "file_host"
 LOGIN_PAGE = b"<!DOCTYPE html><html><head><title>Slack</title></head><body>Sign in to Slack</body></html>"
 
 
@@ -50,6 +58,7 @@ class ApiCall:
     method: str  # "chat.postMessage"
     params: dict[str, Any]  # query, form and JSON body merged
     headers: Mapping[str, str]
+    failed: bool = False  # answered with an error (fail() or break_http()): Slack did nothing
 
     @property
     def token(self) -> str | None:
@@ -134,6 +143,7 @@ class FakeSlack:
         self.users: dict[str, dict[str, Any]] = {}
         self.socket_acks: list[dict[str, Any]] = []
         self._failures: dict[str, list[str]] = {}
+        self._raw_failures: dict[str, list[str]] = {}
         self._pending_uploads: dict[str, str] = {}  # file id -> filename
         self._ts = itertools.count(1)
         self._ids = itertools.count(1)
@@ -240,6 +250,17 @@ class FakeSlack:
         """Make the next `times` calls of `method` answer {"ok": false, "error": error}."""
         self._failures.setdefault(method, []).extend([error] * times)
 
+    def break_http(self, method: str, how: str = "text", *, times: int = 1) -> None:
+        """Make the next `times` requests to `method` fail below Slack's JSON:
+        "text" answers 503 text/plain (what proxies and load balancers send),
+        "html" a 502 HTML error page, "drop" closes the connection unanswered
+        (the SDKs retry that once: use times=2 or more to make it stick).
+        `method` is a Web API method ("chat.delete") or UPLOAD (the upload URL
+        of files_upload_v2), RESPONSE_URL or FILE_HOST (private file downloads)."""
+        if how not in RAW_FAILURES:
+            raise ValueError(f"how must be one of {RAW_FAILURES}")
+        self._raw_failures.setdefault(method, []).extend([how] * times)
+
     def response_url(self) -> str:
         rid = uuid.uuid4().hex[:12]
         self.responses[rid] = []
@@ -261,7 +282,7 @@ class FakeSlack:
 
     def ephemerals_for(self, user: str) -> list[str]:
         """Every text shown only to `user`: chat.postEphemeral and response_url posts."""
-        texts = [c.params.get("text", "") for c in self.calls_to("chat.postEphemeral") if c.params.get("user") == user]
+        texts = [c.params.get("text", "") for c in self.calls_to("chat.postEphemeral") if c.params.get("user") == user and not c.failed]
         for bodies in self.responses.values():
             texts.extend(b.get("text", "") for b in bodies if b.get("response_type", "ephemeral") == "ephemeral")
         return texts
@@ -323,11 +344,15 @@ class FakeSlack:
         call = ApiCall(method, params, dict(request.headers))
         self.calls.append(call)
         self._notify()
+        if (broken := self._raw_failure(request, method)) is not None:
+            call.failed = True
+            return broken
         expected = self.app_token if method == "apps.connections.open" else self.bot_token
         if call.token != expected:
             return web.json_response({"ok": False, "error": "invalid_auth"})
         failures = self._failures.get(method)
         if failures:
+            call.failed = True
             return web.json_response({"ok": False, "error": failures.pop(0)})
         handler = getattr(self, "_m_" + method.replace(".", "_"), None)
         if handler is None:
@@ -335,6 +360,20 @@ class FakeSlack:
         result = handler(params)
         headers = {"x-oauth-scopes": ",".join(self.scopes)} if method == "auth.test" else None
         return web.json_response({"ok": True, **result}, headers=headers)
+
+    def _raw_failure(self, request: web.Request, name: str) -> web.Response | None:
+        """The answer of a call made to fail by break_http, if this one is."""
+        queue = self._raw_failures.get(name)
+        if not queue:
+            return None
+        how = queue.pop(0)
+        if how == "text":
+            return web.Response(status=503, text="upstream connect error or disconnect/reset before headers", content_type="text/plain")
+        if how == "html":
+            return web.Response(status=502, text="<html><body><h1>502 Bad Gateway</h1></body></html>", content_type="text/html")
+        assert request.transport is not None
+        request.transport.close()  # the client sees the connection drop with no answer
+        return web.Response(status=500)
 
     def _m_auth_test(self, p: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -445,6 +484,8 @@ class FakeSlack:
         data = await request.read()
         self.uploads.append(Upload(file_id, self._pending_uploads.get(file_id, "file"), data, dict(request.headers)))
         self._notify()
+        if (broken := self._raw_failure(request, UPLOAD)) is not None:
+            return broken
         if file_id not in self._pending_uploads:
             return web.Response(status=404, text="unknown upload")
         return web.Response(text=f"OK - {len(data)}", content_type="text/plain")
@@ -453,6 +494,8 @@ class FakeSlack:
         path = request.match_info["path"]
         self.file_requests.append(FileRequest(path, dict(request.headers)))
         self._notify()
+        if (broken := self._raw_failure(request, FILE_HOST)) is not None:
+            return broken
         hosted = self.hosted.get(path)
         if hosted is None:
             return web.Response(status=404, text="not found")
@@ -465,6 +508,10 @@ class FakeSlack:
 
     async def _response_url(self, request: web.Request) -> web.Response:
         rid = request.match_info["rid"]
+        await request.read()
+        self._notify()
+        if (broken := self._raw_failure(request, RESPONSE_URL)) is not None:
+            return broken
         if rid not in self.responses:
             return web.Response(status=404, text="expired_url")
         self.responses[rid].append(await request.json())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import datetime, timezone
 from typing import Any
 
@@ -33,7 +34,7 @@ def click(user: str, ts: str, value: str, response_url: str) -> dict[str, Any]:
         "user": {"id": user, "team_id": TEAM_ID, "name": user.lower()},
         "api_app_id": "A0FAKE",
         "token": "legacy-verification-token",
-        "trigger_id": "111.222.333",
+        "trigger_id": f"111.{uuid.uuid4().hex}",  # Slack makes one per click
         "container": {"type": "message", "message_ts": ts, "channel_id": CHANNEL, "is_ephemeral": False},
         "channel": {"id": CHANNEL, "name": "general"},
         "message": {"type": "message", "ts": ts, "text": "placeholder"},

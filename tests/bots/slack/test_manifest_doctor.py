@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from bots.slack.doctor import check_slack
+from bots.slack.doctor import check_app_token, check_slack
 from bots.slack.manifest import BOT_SCOPES, manifest_data, slack_manifest
 from tests.bots.slack.conftest import CHANNEL, SlackBot
-from tests.fakes.slack_server import BOT_TOKEN, TEAM_ID, FakeSlack
+from tests.fakes.slack_server import APP_TOKEN, BOT_TOKEN, TEAM_ID, FakeSlack
 
 
 async def test_every_command_and_subscribed_event_in_the_manifest_has_a_listener(bot: SlackBot) -> None:
@@ -86,3 +86,16 @@ async def test_doctor_reports_an_unreachable_api() -> None:
     findings = await check_slack(BOT_TOKEN, "http://127.0.0.1:9/api/")
     assert [ok for ok, _ in findings] == [False]
     assert "Could not reach" in findings[0][1]
+
+
+async def test_doctor_reports_a_proxy_error_page_as_such(slack: FakeSlack) -> None:
+    slack.break_http("auth.test", "text")
+    findings = await check_slack(BOT_TOKEN, slack.api_url)
+    assert [ok for ok, _ in findings] == [False]
+    assert "HTTP 503" in findings[0][1] and "refused" not in findings[0][1]
+
+
+async def test_doctor_reports_a_proxy_error_page_for_the_app_token_as_such(slack: FakeSlack) -> None:
+    slack.break_http("apps.connections.open", "text")
+    ok, text = await check_app_token(APP_TOKEN, slack.api_url)
+    assert not ok and "HTTP 503" in text and "refused" not in text

@@ -56,8 +56,9 @@ def test_image_files_and_the_bots_latest_image() -> None:
 
 
 def test_token_hosts() -> None:
-    assert token_hosts(None) == {"files.slack.com"}
-    assert token_hosts("https://slack-proxy.internal:8443/api/") == {"files.slack.com", "slack-proxy.internal"}
+    # Origins: scheme, host and port all count.
+    assert token_hosts(None) == {"https://files.slack.com:443"}
+    assert token_hosts("https://slack-proxy.internal:8443/api/") == {"https://files.slack.com:443", "https://slack-proxy.internal:8443"}
 
 
 def test_result_caption_shows_long_prompts_shortened_and_escaped() -> None:

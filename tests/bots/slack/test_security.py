@@ -117,3 +117,17 @@ async def test_token_appears_in_no_message_sent_anywhere(bot: SlackBot) -> None:
         assert BOT_TOKEN not in json.dumps(call.params)
     for bodies in bot.slack.responses.values():
         assert BOT_TOKEN not in json.dumps(bodies)
+
+
+async def test_token_never_goes_to_another_port_of_the_api_host(bot: SlackBot, fake_openai: FakeOpenAI) -> None:
+    # SLACK_API_URL is http://127.0.0.1:<port>/api/; the same host on another port is another server.
+    async with ForeignHost(png()) as other:
+        url = f"http://127.0.0.1:{other.port}/files-pri/T0FAKE-F1/photo.png"
+        file = bot.slack.add_file(png(), name="photo.png", url=url)
+        msg = bot.slack.add_message(CHANNEL, text="<@UBOT> edit", files=[file])
+        await bot.event(mention_event(msg.text, ts=msg.ts, files=[file]))
+        await bot.settle()
+        assert other.requests == []
+    (ephemeral,) = bot.slack.calls_to("chat.postEphemeral")
+    assert "127.0.0.1" in ephemeral.params["text"]
+    assert fake_openai.calls("/images/edits") == []
