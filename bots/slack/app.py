@@ -8,13 +8,12 @@ The work itself is thin: read the payload → ImageService → render.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import logging
 import time
 import uuid
-from typing import Any, Awaitable, Callable, Coroutine, Mapping, Sequence
+from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 import aiohttp
 from aiohttp import web
@@ -41,16 +40,18 @@ from bots.slack.payloads import (
     unescape,
     user_key,
 )
+from bots.jobs import JobCall, JobRunner
 from bots.slack.deliveries import delivery_key
-from bots.slack.failures import UNREACHABLE, slack_error
-from bots.slack.placeholder import Placeholder, UpdateBudget, end_message
-from bots.slack.replies import Outcome, PrivateReplies
+from bots.slack.failures import slack_error
+from bots.slack.placeholder import UpdateBudget, end_message
+from bots.slack.replies import PrivateReplies
 from bots.slack.signature import RefusalLog, Refused, verified_body
-from bots.slack.tasks import BackgroundTasks
+from bots.slack.turn import SlackTurn
+from bots.turns import Turn
 from core.config import Config
 from core.errors import ConfigError, ImagineError, InvalidInput
 from core.images import MAX_INPUT_IMAGES
-from core.models import ImageOptions, ImageResult, InterruptedJob, ProgressCallback
+from core.models import ImageOptions, InterruptedJob
 from core.options import build_options, parse_command, pickable_qualities
 from core.service import ImageService
 
@@ -65,30 +66,6 @@ SUBSCRIBED_EVENTS = ("app_mention",)
 
 # Per Slack call; uploads of a few MB over a slow link need more than the SDK's 30 s.
 SLACK_TIMEOUT_SECONDS = 60.0
-# Posting images that are already paid for may finish after a shutdown began.
-UPLOAD_GRACE_SECONDS = 30.0
-
-JobCall = Callable[[ProgressCallback, Mapping[str, Any]], Awaitable[ImageResult]]
-
-
-@dataclasses.dataclass
-class _Job:
-    """One running job, as the cancel button and the placeholder see it."""
-
-    origin: Origin
-    task: asyncio.Task[Any]
-    placeholder: Placeholder | None = None
-    in_call: bool = False  # inside ImageService: cancelling now is refunded by the core
-    stop_reason: str | None = None  # "cancelled" (the user's button) or "unreachable"
-
-    def stop(self, reason: str) -> bool:
-        if not self.in_call or self.stop_reason is not None:
-            return False
-        self.stop_reason = reason
-        self.task.cancel()
-        return True
-
-
 class SlackAdapter:
     def __init__(
         self,
@@ -126,8 +103,7 @@ class SlackAdapter:
         )
         self.replies = PrivateReplies(self.client)
         self.admins = AdminDirectory(self.client)
-        self._tasks = BackgroundTasks(config.server.max_background_tasks)
-        self._jobs: list[_Job] = []
+        self.runner = JobRunner(config.server.max_background_tasks, refund=service.delivery_failed, name="slack")
         self._update_budget = UpdateBudget()
         self._refusals = RefusalLog()
         self._socket: AsyncSocketModeHandler | None = None
@@ -193,7 +169,7 @@ class SlackAdapter:
             return web.Response(status=503, text="shutting down")
         self._session()
         started = time.monotonic()
-        bolt_request = AsyncBoltRequest(body=body.decode("utf-8", "replace"), query=request.query_string, headers=request.headers)  # type: ignore[arg-type]
+        bolt_request = AsyncBoltRequest(body=body.decode("utf-8", "replace"), query=request.query_string, headers=request.headers)
         bolt_response = await self.app.async_dispatch(bolt_request)
         # With process_before_response=False bolt answers as soon as ack() is called: this is the ack time.
         self.service.metrics.ack_latency.labels("slack").observe(time.monotonic() - started)
@@ -231,9 +207,7 @@ class SlackAdapter:
         """Stop taking new work; let running jobs finish for `grace_seconds`,
         then cancel the rest (the core refunds them; each user is told)."""
         self._closing = True
-        if not await self._tasks.wait(grace_seconds):
-            log.warning("cancelling %d Slack job(s) still running after %.0f s", len(self._tasks), grace_seconds)
-            await self._tasks.cancel_all()
+        await self.runner.drain(grace_seconds)
         self._closed = True
         if self._socket is not None:
             await self._socket.close_async()
@@ -242,7 +216,7 @@ class SlackAdapter:
 
     async def wait_for_jobs(self, timeout: float | None = None) -> bool:
         """Wait until no background work is left (tests, benchmarks); True if idle."""
-        return await self._tasks.wait(timeout)
+        return await self.runner.wait(timeout)
 
     async def announce_interrupted(self, job: InterruptedJob) -> bool:
         notify = job.notify
@@ -271,23 +245,10 @@ class SlackAdapter:
 
     # -- listeners: ack first, work in a task -------------------------------------
 
-    def _spawn(self, origin: Origin, work: Callable[[Outcome], Awaitable[None]], name: str) -> bool:
+    def _spawn(self, origin: Origin, work: Callable[[SlackTurn], Awaitable[None]], name: str) -> bool:
         """Run `work` after the ack; False (and nothing started) at the cap."""
-        return self._tasks.try_spawn(self._serve(origin, work), name=f"{name}-{origin.user}") is not None
-
-    async def _serve(self, origin: Origin, work: Callable[[Outcome], Awaitable[None]]) -> None:
-        """Whatever happens inside `work`, its user ends up with one answer."""
-        outcome = Outcome(self.replies, origin)
-        try:
-            await work(outcome)
-        except asyncio.CancelledError:
-            # Shutdown: the core has refunded what was reserved.
-            await asyncio.shield(outcome.tell(render.render_restarting()))
-            raise
-        except Exception:
-            reference = uuid.uuid4().hex[:12]
-            log.exception("Slack request failed unexpectedly (reference %s)", reference)
-            await outcome.tell(render.render_unexpected(reference))
+        turn = SlackTurn(self.client, self.replies, origin)
+        return self.runner.spawn(turn, work, name=f"{name}-{origin.user}")  # type: ignore[arg-type]
 
     async def _on_imagine(self, ack: AsyncAck, command: dict[str, Any]) -> None:
         if self._closing:
@@ -298,7 +259,7 @@ class SlackAdapter:
         except InvalidInput as e:
             await ack(text=render.render_error(e), response_type="ephemeral")
             return
-        started = self._spawn(command_origin(command), lambda out: self._generate(out, prompt, options), "slack-imagine")
+        started = self._spawn(command_origin(command), lambda turn: self._generate(turn, prompt, options), "slack-imagine")
         await (ack() if started else ack(text=render.render_busy(), response_type="ephemeral"))
 
     async def _on_quota(self, ack: AsyncAck, command: dict[str, Any]) -> None:
@@ -306,7 +267,7 @@ class SlackAdapter:
             await ack(text=render.render_restarting(), response_type="ephemeral")
             return
         text = command.get("text", "")
-        started = self._spawn(command_origin(command), lambda out: self._quota(out, text), "slack-quota")
+        started = self._spawn(command_origin(command), lambda turn: self._quota(turn, text), "slack-quota")
         await (ack() if started else ack(text=render.render_busy(), response_type="ephemeral"))
 
     async def _on_admin(self, ack: AsyncAck, command: dict[str, Any]) -> None:
@@ -317,7 +278,7 @@ class SlackAdapter:
         if parsed is None:
             await ack(text=render.render_admin_help(), response_type="ephemeral")
             return
-        started = self._spawn(command_origin(command), lambda out: self._admin(out, parsed), "slack-admin")
+        started = self._spawn(command_origin(command), lambda turn: self._admin(turn, parsed), "slack-admin")
         await (ack() if started else ack(text=render.render_busy(), response_type="ephemeral"))
 
     async def _on_edit_shortcut(self, ack: AsyncAck, body: dict[str, Any]) -> None:
@@ -334,7 +295,7 @@ class SlackAdapter:
         trigger_id = body.get("trigger_id", "")
         if self._closing:
             await self.replies.send(origin, render.render_restarting())
-        elif not self._spawn(origin, lambda out: self._open_edit_modal(out, trigger_id, message), "slack-edit-modal"):
+        elif not self._spawn(origin, lambda turn: self._open_edit_modal(turn, trigger_id, message), "slack-edit-modal"):
             await self.replies.send(origin, render.render_busy())
 
     async def _on_edit_submit(self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
@@ -368,7 +329,7 @@ class SlackAdapter:
             user_thread_ts=meta.get("u"),
         )
         file_ids = list(meta.get("f", []))
-        if not self._spawn(origin, lambda out: self._edit_from_modal(out, instruction, file_ids, options), "slack-edit"):
+        if not self._spawn(origin, lambda turn: self._edit_from_modal(turn, instruction, file_ids, options), "slack-edit"):
             await ack(response_action="errors", errors={"instruction": render.render_busy()})
             return
         await ack()
@@ -377,7 +338,7 @@ class SlackAdapter:
         await ack()
         job_id = action.get("value", "")
         clicker = body.get("user", {}).get("id", "")
-        job = next((j for j in self._jobs if j.placeholder is not None and j.placeholder.job_id == job_id), None)
+        job = self.runner.find(lambda turn: _placeholder_job(turn) == job_id)
         if job is None:
             return  # already over: its outcome is on its way
         origin = Origin(
@@ -387,9 +348,11 @@ class SlackAdapter:
             response_url=body.get("response_url"),
             user_thread_ts=body.get("message", {}).get("thread_ts"),
         )
-        if job.origin.user != clicker:
-            await self.replies.send(origin, render.render_cancel_not_yours(job.origin.user))
-        elif job.placeholder is None or job.placeholder.state != "queued" or not job.stop("cancelled"):
+        owner = job.turn.requester.user
+        placeholder = job.turn.placeholder if isinstance(job.turn, SlackTurn) else None
+        if owner != clicker:
+            await self.replies.send(origin, render.render_cancel_not_yours(owner))
+        elif placeholder is None or placeholder.state != "queued" or not job.stop("cancelled"):
             await self.replies.send(origin, render.render_cancel_too_late())
 
     async def _on_mention(self, body: dict[str, Any], event: dict[str, Any], context: Any) -> None:
@@ -404,7 +367,7 @@ class SlackAdapter:
         bot_user_id = context.bot_user_id or ""
         if self._closing:
             await self.replies.send(origin, render.render_restarting())
-        elif not self._spawn(origin, lambda out: self._mention(out, event, bot_user_id), "slack-mention"):
+        elif not self._spawn(origin, lambda turn: self._mention(turn, event, bot_user_id), "slack-mention"):
             await self.replies.send(origin, render.render_busy())
 
     async def _on_error(self, error: Exception, body: dict[str, Any]) -> None:
@@ -419,17 +382,17 @@ class SlackAdapter:
 
     # -- the work ------------------------------------------------------------------
 
-    async def _generate(self, outcome: Outcome, prompt: str, options: ImageOptions) -> None:
-        who = requester(outcome.origin)
+    async def _generate(self, turn: SlackTurn, prompt: str, options: ImageOptions) -> None:
+        who = turn.requester
         await self._run_job(
-            outcome,
+            turn,
             prompt,
             "generate",
             lambda progress, notify: self.service.generate(who, prompt, options, progress=progress, notify=notify),
         )
 
-    async def _quota(self, outcome: Outcome, text: str) -> None:
-        origin = outcome.origin
+    async def _quota(self, turn: SlackTurn, text: str) -> None:
+        origin = turn.origin
         targets = mentioned_users(text)
         try:
             if targets:
@@ -442,10 +405,10 @@ class SlackAdapter:
                 answer = render.render_quota(await self.service.quota(requester(origin)))
         except ImagineError as e:
             answer = render.render_error(e)
-        await outcome.tell(answer)
+        await turn.tell(answer)
 
-    async def _admin(self, outcome: Outcome, command: AdminCommand) -> None:
-        origin = outcome.origin
+    async def _admin(self, turn: SlackTurn, command: AdminCommand) -> None:
+        origin = turn.origin
         admin = requester(origin, is_admin=await self.admins.is_admin(origin.user))
         target = user_key(origin.team, command.user or "")
         try:
@@ -460,17 +423,17 @@ class SlackAdapter:
                 answer = render.render_budget_set(command.usd)
         except ImagineError as e:
             answer = render.render_error(e)
-        await outcome.tell(answer)
+        await turn.tell(answer)
 
-    async def _open_edit_modal(self, outcome: Outcome, trigger_id: str, message: Mapping[str, Any]) -> None:
+    async def _open_edit_modal(self, turn: SlackTurn, trigger_id: str, message: Mapping[str, Any]) -> None:
         files = image_files(message)
         if not files:
-            await outcome.tell(render.render_no_images_in_message())
+            await turn.tell(render.render_no_images_in_message())
             return
         if len(files) > MAX_INPUT_IMAGES:
-            await outcome.tell(render.render_too_many_images(len(files), MAX_INPUT_IMAGES))
+            await turn.tell(render.render_too_many_images(len(files), MAX_INPUT_IMAGES))
             return
-        origin = outcome.origin
+        origin = turn.origin
         # File ids, not URLs, go into the modal (private_metadata holds 3,000
         # characters); they are looked up again when the form is sent.
         metadata = {
@@ -492,42 +455,42 @@ class SlackAdapter:
             await self.client.views_open(trigger_id=trigger_id, view=view)
         except Exception as e:  # Slack's error, a text body, a dropped connection
             log.warning("views.open failed: %s", slack_error(e))
-            await outcome.tell(render.render_modal_failed())
+            await turn.tell(render.render_modal_failed())
             return
-        outcome.delivered()  # the form is the answer; sending it is a new request
+        turn.delivered()  # the form is the answer; sending it is a new request
 
-    async def _edit_from_modal(self, outcome: Outcome, prompt: str, file_ids: Sequence[str], options: ImageOptions) -> None:
+    async def _edit_from_modal(self, turn: SlackTurn, prompt: str, file_ids: Sequence[str], options: ImageOptions) -> None:
         try:
             files = await files_by_id(self.client, file_ids)
         except InvalidInput as e:
-            await outcome.tell(render.render_error(e))
+            await turn.tell(render.render_error(e))
             return
-        await self._edit(outcome, prompt, files, options)
+        await self._edit(turn, prompt, files, options)
 
-    async def _mention(self, outcome: Outcome, event: Mapping[str, Any], bot_user_id: str) -> None:
+    async def _mention(self, turn: SlackTurn, event: Mapping[str, Any], bot_user_id: str) -> None:
         # A repeated delivery of this event never gets here (see _once).
         files = image_files(event)
         if not files and not event.get("thread_ts"):
-            await outcome.tell(render.render_mention_help())
+            await turn.tell(render.render_mention_help())
             return
         if not files:
-            files = await self._bot_images_in_thread(outcome.origin.channel, str(event["thread_ts"]), str(event.get("ts")), bot_user_id)
+            files = await self._bot_images_in_thread(turn.origin.channel, str(event["thread_ts"]), str(event.get("ts")), bot_user_id)
         if not files:
-            await outcome.tell(render.render_no_bot_image_in_thread())
+            await turn.tell(render.render_no_bot_image_in_thread())
             return
         text = strip_mention(str(event.get("text") or ""), bot_user_id)
         if not text:
-            await outcome.tell(render.render_empty_edit_instruction())
+            await turn.tell(render.render_empty_edit_instruction())
             return
         try:
             prompt, options = parse_command(text, self.config)
         except InvalidInput as e:
-            await outcome.tell(render.render_error(e))
+            await turn.tell(render.render_error(e))
             return
         if not names_size(text):
             # An edit keeps the shape of the picture unless asked otherwise.
             options = dataclasses.replace(options, size="auto")
-        await self._edit(outcome, prompt, files, options)
+        await self._edit(turn, prompt, files, options)
 
     async def _bot_images_in_thread(self, channel: str, thread_ts: str, before_ts: str, bot_user_id: str) -> list[Mapping[str, Any]]:
         try:
@@ -537,126 +500,43 @@ class SlackAdapter:
             return []
         return latest_bot_images(resp.get("messages") or [], bot_user_id=bot_user_id, before_ts=before_ts)
 
-    async def _edit(self, outcome: Outcome, prompt: str, files: Sequence[Mapping[str, Any]], options: ImageOptions) -> None:
+    async def _edit(self, turn: SlackTurn, prompt: str, files: Sequence[Mapping[str, Any]], options: ImageOptions) -> None:
         if len(files) > MAX_INPUT_IMAGES:
-            await outcome.tell(render.render_too_many_images(len(files), MAX_INPUT_IMAGES))
+            await turn.tell(render.render_too_many_images(len(files), MAX_INPUT_IMAGES))
             return
         try:
             uploads = await download_images(self._session(), self.client, files, token=self._token, api_url=self.api_url)
         except InvalidInput as e:
-            await outcome.tell(render.render_error(e))
+            await turn.tell(render.render_error(e))
             return
-        who = requester(outcome.origin)
+        who = turn.requester
         await self._run_job(
-            outcome,
+            turn,
             prompt,
             "edit",
             lambda progress, notify: self.service.edit(who, prompt, uploads, options, progress=progress, notify=notify),
         )
 
-    async def _run_job(self, outcome: Outcome, prompt: str, kind: str, call: JobCall) -> None:
-        """One job, from its first progress report to its images in the
-        channel or a private message saying why not."""
-        origin = outcome.origin
-        task = asyncio.current_task()
-        assert task is not None
-        job = _Job(origin, task)
-        job.placeholder = placeholder = Placeholder(
-            self.client,
-            channel=origin.channel,
-            thread_ts=origin.thread_ts,
-            header=render.request_header(origin.user, prompt, kind=kind),
+    async def _run_job(self, turn: SlackTurn, prompt: str, kind: str, call: JobCall) -> None:
+        """One job, its progress on a placeholder message in the channel."""
+        turn.show_progress(
+            render.request_header(turn.origin.user, prompt, kind=kind),
             min_interval=self.config.slack.progress_update_seconds,
             budget=self._update_budget,
-            on_unreachable=lambda: job.stop("unreachable"),
+            on_unreachable=lambda: self._stop(turn, "unreachable"),
             on_posted=lambda job_id, ts: self.service.remember(job_id, {"placeholder_ts": ts}),
         )
-        try:
-            result = await self._call_service(job, call)
-        except asyncio.CancelledError:
-            if job.stop_reason is None:  # shutdown: _serve tells the user
-                await asyncio.shield(placeholder.remove())
-                raise
-            task.uncancel()  # our own stop, finished here
-            await placeholder.remove()
-            await outcome.tell(render.render_cancelled() if job.stop_reason == "cancelled" else render.render_cannot_post_here())
-            return
-        except ImagineError as e:
-            if e.private:
-                await placeholder.remove()
-                await outcome.tell(render.render_error(e))
-            else:
-                await placeholder.replace_with(render.render_error(e))
-                outcome.delivered()
-            return
-        except Exception:
-            await asyncio.shield(placeholder.remove())
-            raise  # _serve logs it and apologises
-        # The images are paid for: even a shutdown now waits for them to be posted.
-        await _finish(self._deliver(outcome, placeholder, result), grace=UPLOAD_GRACE_SECONDS)
+        await self.runner.run(turn, call)
 
-    async def _call_service(self, job: _Job, call: JobCall) -> ImageResult:
-        """The ImageService call; only while it runs may the job be stopped
-        (the core refunds a cancelled job)."""
-        assert job.placeholder is not None
-        self._jobs.append(job)
-        job.in_call = True
-        try:
-            return await call(job.placeholder.show, job.origin.notify())
-        finally:
-            job.in_call = False
-            self._jobs.remove(job)
-
-    async def _deliver(self, outcome: Outcome, placeholder: Placeholder, result: ImageResult) -> None:
-        """All images in one message, with who asked, the prompt and the settings."""
-        origin = outcome.origin
-        alt = render.shorten(result.prompt, 1000)
-        try:
-            await self.client.files_upload_v2(
-                channel=origin.channel,
-                thread_ts=origin.thread_ts,
-                initial_comment=render.render_result(result, user_id=origin.user),
-                file_uploads=[
-                    {"file": image.data, "filename": image.filename, "title": image.filename, "alt_txt": alt}
-                    for image in result.images
-                ],
-            )
-        except BaseException as e:
-            # Whatever stopped the upload (Slack's error, a proxy's text page,
-            # a dropped connection, a shutdown that could not wait for it),
-            # the images were not posted: they go back on the user's limit.
-            log.error("job %s: uploading %d image(s) to %s failed: %s", result.job_id, len(result.images), origin.channel, slack_error(e))
-            await asyncio.shield(self._undelivered(outcome, placeholder, result.job_id, slack_error(e)))
-            if not isinstance(e, Exception):
-                raise
-            return
-        outcome.delivered()
-        await placeholder.remove()
-
-    async def _undelivered(self, outcome: Outcome, placeholder: Placeholder, job_id: str, error: str) -> None:
-        """Refund first (the money matters most), then end the placeholder,
-        then tell the user, once, what really happened."""
-        given_back = True
-        try:
-            await self.service.delivery_failed(job_id, "slack_upload_failed")
-        except Exception:
-            given_back = False
-            log.exception("job %s: could not give the undelivered images back", job_id)
-        await placeholder.remove()
-        await outcome.tell(render.render_upload_failed(job_id, channel_refused=error in UNREACHABLE, given_back=given_back))
+    def _stop(self, turn: SlackTurn, reason: str) -> None:
+        job = self.runner.find(lambda t: t is turn)
+        if job is not None:
+            job.stop(reason)
 
 
-async def _finish(coro: Coroutine[Any, Any, None], *, grace: float) -> None:
-    """Run `coro` to its end even if our task is cancelled meanwhile (for up
-    to `grace` seconds more), then let the cancellation through."""
-    task = asyncio.ensure_future(coro)
-    try:
-        await asyncio.shield(task)
-    except asyncio.CancelledError:
-        await asyncio.wait({task}, timeout=grace)
-        if not task.done():
-            task.cancel()
-        raise
+def _placeholder_job(turn: Turn) -> str | None:
+    placeholder = turn.placeholder if isinstance(turn, SlackTurn) else None
+    return placeholder.job_id if placeholder is not None else None
 
 
 __all__ = ["SlackAdapter", "SUBSCRIBED_EVENTS", "DEFAULT_API_URL"]

@@ -50,23 +50,3 @@ class PrivateReplies:
             log.warning("could not reach %s privately: %s", origin.user, slack_error(e))
             return False
 
-
-class Outcome:
-    """The one final answer a request owes its user. Whatever path a request
-    takes (images posted, refused, cancelled, interrupted, a bug), the
-    adapter ends it through here, so the user hears exactly once."""
-
-    def __init__(self, replies: PrivateReplies, origin: Origin) -> None:
-        self.replies = replies
-        self.origin = origin
-        self.given = False
-
-    def delivered(self) -> None:
-        """The answer was given another way (the images, a modal) or is owed by someone else."""
-        self.given = True
-
-    async def tell(self, text: str) -> bool:
-        if self.given:
-            return False
-        self.given = True
-        return await self.replies.send(self.origin, text)
