@@ -26,7 +26,7 @@ from bots.discord.attachments import allowed_hosts, check_sizes, download_attach
 from bots.discord.commands import register_commands
 from bots.discord.components import EditInstructionModal, JobButton
 from bots.discord.filesize import options_for_limit
-from bots.discord.jobs import JobTasks
+from bots.discord.jobs import JobTasks, Slot
 from bots.discord.requester import notify_for, requester_for, user_key
 from core import messages
 from core.config import Config
@@ -97,6 +97,11 @@ class DiscordAdapter:
     @property
     def healthy(self) -> bool:
         return self._connected.is_set() and not self.client.is_closed()
+
+    @property
+    def jobs_in_flight(self) -> int:
+        """Jobs admitted and not yet finished (health, tests)."""
+        return len(self._jobs)
 
     def _set_connected(self, connected: bool) -> None:
         if connected:
@@ -176,17 +181,34 @@ class DiscordAdapter:
         # when the client's session is gone. The interaction token is all it needs.
         async with aiohttp.ClientSession() as session:
             webhook = discord.Webhook({"id": int(app_id), "type": 3, "token": token}, session=session)
+
+            def bounded(call: Awaitable[Any]) -> Awaitable[Any]:
+                # Each call on its own clock: discord.py retries a 5xx for ~25 s,
+                # and a failed delete still leaves the fallback time to run.
+                return asyncio.wait_for(call, ANNOUNCE_TIMEOUT_SECONDS)
+
+            def send(text: str) -> Awaitable[Any]:
+                return bounded(webhook.send(text, ephemeral=True, allowed_mentions=render.NO_MENTIONS))
+
+            text = render.render_interrupted(job)
             try:
-                async with asyncio.timeout(ANNOUNCE_TIMEOUT_SECONDS):
-                    if notify.get("discord_message_id"):
-                        # The public "thinking…" message goes, so the note can be private.
-                        with contextlib.suppress(discord.NotFound):
-                            await webhook.delete_message(int(notify["discord_message_id"]))
-                    await webhook.send(render.render_interrupted(job), ephemeral=True, allowed_mentions=render.NO_MENTIONS)
-            except (discord.HTTPException, aiohttp.ClientError, TimeoutError) as e:
-                log.info("could not tell the user of interrupted job %s: %s", job.job_id, e)
-                return False
-        return True
+                if notify.get("discord_message_id"):
+                    message_id = int(notify["discord_message_id"])
+                    told = await delivery.private_after_public_defer(
+                        text,
+                        delete=lambda: bounded(webhook.delete_message(message_id)),
+                        replace=lambda line: bounded(webhook.edit_message(message_id, content=line)),
+                        send=send,
+                    )
+                else:
+                    await send(text)
+                    told = True
+            except Exception as e:
+                log.info("could not tell the user of interrupted job %s: %r", job.job_id, e)
+                told = False
+        if not told:
+            log.info("could not tell the user of interrupted job %s", job.job_id)
+        return told
 
     async def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -210,15 +232,51 @@ class DiscordAdapter:
             ids = {str(interaction.channel_id), str(getattr(channel, "parent_id", None))}
             if ids & set(self.config.discord.disabled_channels):
                 return render.render_refusal_channel()
-            if not self._jobs.has_room():
-                return render.render_busy()
         return None
 
     async def _admit(self, interaction: discord.Interaction[Any], *, job: bool) -> bool:
+        """For interactions that start no job here (a job's modal opening, quota, admin)."""
         refusal = self._refusal(interaction, job=job)
+        if refusal is None and job and not self._jobs.has_room():
+            refusal = render.render_busy()
+        if not await self._first_delivery(interaction):
+            return False
         if refusal is None:
             return True
         await delivery.send_private(interaction, refusal)
+        return False
+
+    async def _admit_job(self, interaction: discord.Interaction[Any]) -> Slot | None:
+        """A slot for the job this interaction starts, or None (refused privately,
+        or a repeated delivery). The slot is taken before the first await, so
+        commands arriving together cannot exceed the cap between the check and
+        the start; the caller gives it back (`with slot:`) if no job starts."""
+        refusal = self._refusal(interaction, job=True)
+        slot = self._jobs.try_reserve() if refusal is None else None
+        if refusal is None and slot is None:
+            refusal = render.render_busy()
+        if not await self._first_delivery(interaction):
+            if slot is not None:
+                slot.release()
+            return None
+        if refusal is not None:
+            await delivery.send_private(interaction, refusal)
+            return None
+        return slot
+
+    async def _first_delivery(self, interaction: discord.Interaction[Any]) -> bool:
+        """False for an interaction already taken: a gateway RESUME replays
+        events, and two shard processes may both get one. Claimed in the
+        database, so it holds across processes."""
+        try:
+            if await self.service.claim_event(f"discord:interaction:{interaction.id}"):
+                return True
+        except Exception:
+            # Discord itself refuses a second acknowledgement; a database
+            # hiccup here must not turn every command away.
+            log.warning("could not record interaction %s as seen", interaction.id, exc_info=True)
+            return True
+        log.info("ignoring a repeated delivery of interaction %s", interaction.id)
         return False
 
     # ------------------------------------------------------------ jobs
@@ -227,35 +285,39 @@ class DiscordAdapter:
         self, interaction: discord.Interaction[Any], prompt: str, *, size: str | None, quality: str | None,
         count: int | None, format: str | None, background: str | None = None, model: str | None = None,
     ) -> None:
-        if not await self._admit(interaction, job=True):
+        slot = await self._admit_job(interaction)
+        if slot is None:
             return
-        try:
-            check_prompt(prompt)
-            options = build_options(self.config, size=_wxh(size), quality=quality, n=count, format=format,
-                                    background=background, model=model)  # fmt: skip
-        except InvalidInput as e:
-            await delivery.send_private(interaction, render.render_error(e))
-            return
-        notify = await self._defer(interaction)
-        if notify is not None:
-            self._start_generation(interaction, prompt, options, notify)
+        with slot:
+            try:
+                check_prompt(prompt)
+                options = build_options(self.config, size=_wxh(size), quality=quality, n=count, format=format,
+                                        background=background, model=model)  # fmt: skip
+            except InvalidInput as e:
+                await delivery.send_private(interaction, render.render_error(e))
+                return
+            notify = await self._defer(interaction)
+            if notify is not None:
+                self._start_generation(slot, interaction, prompt, options, notify)
 
     async def on_again(self, interaction: discord.Interaction[Any], job_id: str) -> None:
-        if not await self._admit(interaction, job=True):
+        slot = await self._admit_job(interaction)
+        if slot is None:
             return
-        notify = await self._defer(interaction)
-        if notify is None:
-            return
-        record = await self.service.job(job_id)
-        if record is None:
-            await delivery.send_private(interaction, render.render_result_gone())
-        elif record.kind != "generate":
-            await delivery.send_private(interaction, render.render_cannot_repeat_edit())
-        else:
-            self._start_generation(interaction, record.prompt, record.options, notify)
+        with slot:
+            notify = await self._defer(interaction)
+            if notify is None:
+                return
+            record = await self.service.job(job_id)
+            if record is None:
+                await delivery.send_private(interaction, render.render_result_gone())
+            elif record.kind != "generate":
+                await delivery.send_private(interaction, render.render_cannot_repeat_edit())
+            else:
+                self._start_generation(slot, interaction, record.prompt, record.options, notify)
 
     def _start_generation(
-        self, interaction: discord.Interaction[Any], prompt: str, options: ImageOptions, notify: dict[str, Any]
+        self, slot: Slot, interaction: discord.Interaction[Any], prompt: str, options: ImageOptions, notify: dict[str, Any]
     ) -> None:
         options, note = options_for_limit(options, interaction.filesize_limit)
         requester = requester_for(interaction)
@@ -263,28 +325,32 @@ class DiscordAdapter:
         async def work(progress: ProgressCallback) -> ImageResult:
             return await self.service.generate(requester, prompt, options, progress=progress, notify=notify)
 
-        self._start_job(interaction, work, notes=[note] if note else [])
+        self._start_job(slot, interaction, work, notes=[note] if note else [])
 
     async def on_edit(
         self, interaction: discord.Interaction[Any], prompt: str, images: Sequence[discord.Attachment], *,
         mask: discord.Attachment | None, size: str | None, quality: str | None, count: int | None,
         background: str | None = None, model: str | None = None,
     ) -> None:
-        if not await self._admit(interaction, job=True):
+        slot = await self._admit_job(interaction)
+        if slot is None:
             return
-        try:
-            check_prompt(prompt)
-            options = build_options(self.config, size=_wxh(size), quality=quality, n=count, background=background, model=model)
-            for attachment in [*images, *([mask] if mask else [])]:
-                if not is_image(attachment):
-                    raise InvalidInput(f"“{attachment.filename}” isn't an image. Attach a PNG, JPEG or WebP picture.")
-            check_sizes([*images, *([mask] if mask else [])])
-        except InvalidInput as e:
-            await delivery.send_private(interaction, render.render_error(e))
-            return
-        notify = await self._defer(interaction)
-        if notify is not None:
-            self._start_edit(interaction, prompt, images, options, notify, mask=mask)
+        with slot:
+            try:
+                check_prompt(prompt)
+                options = build_options(
+                    self.config, size=_wxh(size), quality=quality, n=count, background=background, model=model
+                )
+                for attachment in [*images, *([mask] if mask else [])]:
+                    if not is_image(attachment):
+                        raise InvalidInput(f"“{attachment.filename}” isn't an image. Attach a PNG, JPEG or WebP picture.")
+                check_sizes([*images, *([mask] if mask else [])])
+            except InvalidInput as e:
+                await delivery.send_private(interaction, render.render_error(e))
+                return
+            notify = await self._defer(interaction)
+            if notify is not None:
+                self._start_edit(slot, interaction, prompt, images, options, notify, mask=mask)
 
     async def on_edit_menu(self, interaction: discord.Interaction[Any], message: discord.Message) -> None:
         await self._open_edit_modal(interaction, message.attachments)
@@ -315,20 +381,22 @@ class DiscordAdapter:
     async def _edit_from_modal(
         self, interaction: discord.Interaction[Any], instruction: str, images: Sequence[discord.Attachment]
     ) -> None:
-        if not await self._admit(interaction, job=True):
+        slot = await self._admit_job(interaction)
+        if slot is None:
             return
-        try:
-            check_prompt(instruction)
-            options = build_options(self.config)
-        except InvalidInput as e:
-            await delivery.send_private(interaction, render.render_error(e))
-            return
-        notify = await self._defer(interaction)
-        if notify is not None:
-            self._start_edit(interaction, instruction, images, options, notify, mask=None)
+        with slot:
+            try:
+                check_prompt(instruction)
+                options = build_options(self.config)
+            except InvalidInput as e:
+                await delivery.send_private(interaction, render.render_error(e))
+                return
+            notify = await self._defer(interaction)
+            if notify is not None:
+                self._start_edit(slot, interaction, instruction, images, options, notify, mask=None)
 
     def _start_edit(
-        self, interaction: discord.Interaction[Any], prompt: str, images: Sequence[discord.Attachment],
+        self, slot: Slot, interaction: discord.Interaction[Any], prompt: str, images: Sequence[discord.Attachment],
         options: ImageOptions, notify: dict[str, Any], *, mask: discord.Attachment | None,
     ) -> None:
         options, note = options_for_limit(options, interaction.filesize_limit)
@@ -344,7 +412,7 @@ class DiscordAdapter:
                 requester, prompt, uploads, options, mask=mask_upload, progress=progress, notify=notify
             )
 
-        self._start_job(interaction, work, notes=[note] if note else [])
+        self._start_job(slot, interaction, work, notes=[note] if note else [])
 
     async def _defer(self, interaction: discord.Interaction[Any]) -> dict[str, Any] | None:
         """Acknowledge within Discord's 3 seconds, publicly since the result will
@@ -352,17 +420,19 @@ class DiscordAdapter:
         or None if Discord no longer takes the interaction."""
         try:
             response = await interaction.response.defer(thinking=True)
-        except discord.HTTPException as e:
-            # Usually the 3 seconds had passed (10062 Unknown interaction): nothing was spent.
-            log.warning("could not defer interaction %s: %s", interaction.id, e)
+        except Exception as e:
+            # Usually the 3 seconds had passed (10062 Unknown interaction), or
+            # Discord or the network failed (a 5xx, a dropped connection):
+            # nothing was spent, and the interaction cannot be answered.
+            log.warning("could not defer interaction %s: %r", interaction.id, e)
             return None
         # Discord's 3 seconds run from the interaction's creation (its snowflake time), not from our handler.
         waited = (discord.utils.utcnow() - interaction.created_at).total_seconds()
         self.service.metrics.ack_latency.labels("discord").observe(max(0.0, waited))
         return notify_for(interaction, response.message_id if response is not None else None)
 
-    def _start_job(self, interaction: discord.Interaction[Any], work: JobWork, *, notes: list[str]) -> None:
-        self._jobs.start(self._run_job(interaction, work, notes), name=f"discord-job-{interaction.id}")
+    def _start_job(self, slot: Slot, interaction: discord.Interaction[Any], work: JobWork, *, notes: list[str]) -> None:
+        slot.start(self._run_job(interaction, work, notes), name=f"discord-job-{interaction.id}")
 
     async def _run_job(self, interaction: discord.Interaction[Any], work: JobWork, notes: list[str]) -> None:
         progress = delivery.ProgressMessage(
@@ -394,17 +464,16 @@ class DiscordAdapter:
             log.exception("job %s: could not deliver the result on Discord", result.job_id)
             # A failed upload must not eat the user's quota.
             refunded = await self.service.delivery_failed(result.job_id, "discord_upload_failed")
-            with contextlib.suppress(Exception):
-                await delivery.send_private(interaction, render.render_undelivered(result.job_id, refunded=refunded))
+            await delivery.send_private(interaction, render.render_undelivered(result.job_id, refunded=refunded))
 
     async def _tell(self, interaction: discord.Interaction[Any], text: str, *, private: bool) -> None:
-        try:
-            if private:
-                await delivery.send_private(interaction, text)
-            else:
+        if not private:
+            try:
                 await interaction.edit_original_response(content=text, attachments=[], view=None)
-        except discord.HTTPException as e:
-            log.warning("could not tell user %s: %s", interaction.user.id, e)
+                return
+            except Exception as e:
+                log.warning("could not tell user %s publicly, trying privately: %r", interaction.user.id, e)
+        await delivery.send_private(interaction, text)
 
     async def on_unexpected(self, interaction: discord.Interaction[Any], error: BaseException) -> None:
         """The last resort: log with a reference, apologise privately, leak nothing."""

@@ -17,7 +17,7 @@ import contextlib
 import io
 import logging
 import time
-from typing import Any, Sequence
+from typing import Any, Awaitable, Callable, Sequence
 
 import discord
 
@@ -83,8 +83,8 @@ class ProgressMessage:
                 self._editing = True
                 try:
                     await self._interaction.edit_original_response(content=key[1])
-                except discord.HTTPException as e:
-                    log.debug("progress edit failed: %s", e)
+                except Exception as e:  # a 5xx, a dropped connection: progress is only a courtesy
+                    log.debug("progress edit failed: %r", e)
                     return
                 finally:
                     self._editing = False
@@ -101,17 +101,59 @@ class ProgressMessage:
                 await task
 
 
-async def send_private(interaction: discord.Interaction[Any], text: str, *, deferred_privately: bool = False) -> None:
-    """Show `text` to the requester only, whatever state the interaction is in."""
-    if not interaction.response.is_done():
-        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=render.NO_MENTIONS)
-        return
-    if interaction.response.type is discord.InteractionResponseType.deferred_channel_message and not deferred_privately:
-        # The public "thinking" message must go first, or the followup would
-        # replace it and be public.
-        with contextlib.suppress(discord.HTTPException):
-            await interaction.delete_original_response()
-    await interaction.followup.send(text, ephemeral=True, allowed_mentions=render.NO_MENTIONS)
+async def send_private(interaction: discord.Interaction[Any], text: str, *, deferred_privately: bool = False) -> bool:
+    """Show `text` to the requester only, whatever state the interaction is in.
+    Never raises (it is how errors are told): True if Discord took it."""
+    try:
+        if not interaction.response.is_done():
+            await interaction.response.send_message(text, ephemeral=True, allowed_mentions=render.NO_MENTIONS)
+            return True
+        if interaction.response.type is discord.InteractionResponseType.deferred_channel_message and not deferred_privately:
+            return await private_after_public_defer(
+                text,
+                delete=interaction.delete_original_response,
+                replace=lambda line: interaction.edit_original_response(content=line, attachments=[], view=None),
+                send=lambda note: interaction.followup.send(note, ephemeral=True, allowed_mentions=render.NO_MENTIONS),
+            )
+        await interaction.followup.send(text, ephemeral=True, allowed_mentions=render.NO_MENTIONS)
+        return True
+    except Exception as e:
+        log.warning("could not tell user %s privately: %r", interaction.user.id, e)
+        return False
+
+
+async def private_after_public_defer(
+    text: str,
+    *,
+    delete: Callable[[], Awaitable[Any]],
+    replace: Callable[[str], Awaitable[Any]],
+    send: Callable[[str], Awaitable[Any]],
+) -> bool:
+    """After a public defer, the first followup replaces the "thinking…"
+    message and is public whatever its flags: so the placeholder goes first,
+    then the private followup. If Discord won't delete it (a 5xx, a dropped
+    connection), it becomes a neutral line instead, which also ends its
+    "thinking" state so the followup is a message of its own. If neither
+    works, nothing is sent, since it would be public. True if the user was told."""
+    try:
+        await delete()
+    except discord.NotFound:
+        pass  # already gone
+    except Exception as e:
+        log.warning("could not delete the deferred message, closing it instead: %r", e)
+        try:
+            await replace(render.render_placeholder_closed())
+        except discord.NotFound:
+            pass  # the delete did land
+        except Exception as e:
+            log.warning("could not close the deferred message either; a private note now would be public: %r", e)
+            return False
+    try:
+        await send(text)
+    except Exception as e:
+        log.warning("could not send a private message: %r", e)
+        return False
+    return True
 
 
 async def fit_images(images: Sequence[GeneratedImage], limit: int) -> list[FittedImage]:

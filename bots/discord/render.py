@@ -82,6 +82,12 @@ def render_undelivered(job_id: str, *, refunded: bool) -> str:
     )
 
 
+def render_placeholder_closed() -> str:
+    """What a public "thinking…" message becomes when Discord won't delete it
+    before a private note: true whatever the note says, and says nothing private."""
+    return "-# This request didn't go through."
+
+
 def render_interrupted(job: InterruptedJob | None = None) -> str:
     return messages.interrupted()
 

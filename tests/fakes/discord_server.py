@@ -27,6 +27,12 @@ ignores them fails here as it would in production:
 Knobs for the unhappy paths: ``expire(ix)`` (the 15-minute token is dead:
 webhooks answer 401 50027, the bot must post in the channel itself),
 ``refuse_uploads = N`` (the next N requests with files get 403 50013),
+``fail(route, mode)`` (what a proxy or a bad network does to one kind of
+call: a raw ``503`` with a text/plain or HTML body, or a connection dropped
+without an answer; see :data:`ROUTES`), ``hold_callbacks()`` (interaction
+callbacks wait until released, so commands can be made to arrive together),
+``replay(ix)`` (the gateway delivers the same INTERACTION_CREATE again, as
+after a RESUME), ``break_cdn(url)`` (an attachment download dies mid-stream),
 ``drop_gateway()`` (Discord closes the websocket; the client reconnects).
 
 Everything listens on 127.0.0.1. Gateway frames are plain JSON text:
@@ -235,6 +241,23 @@ class FakeInteraction:
         return out + [m for m in self.followups if m is not self.original]
 
 
+# The kinds of call a fault can hit. "upload" is any request carrying files.
+ROUTES = ("callback", "followup", "edit_original", "delete_original", "channel_message", "upload")
+FAULT_MODES = ("503-text", "503-html", "drop")
+_PROXY_503_HTML = (
+    "<html><head><title>503 Service Temporarily Unavailable</title></head>"
+    "<body><center><h1>503 Service Temporarily Unavailable</h1></center><hr><center>nginx</center></body></html>"
+)
+
+
+@dataclass
+class _Fault:
+    route: str
+    mode: str
+    times: int | None  # None: until healed
+    hits: int = 0
+
+
 class _DiscordError(Exception):
     def __init__(self, status: int, code: int, message: str, errors: Mapping[str, Any] | None = None) -> None:
         super().__init__(message)
@@ -295,6 +318,10 @@ class FakeDiscord:
         self.channel_messages: list[dict[str, Any]] = []
         self.refuse_uploads = 0  # refuse the next N requests carrying files (403 Missing Permissions)  # posted by the bot itself, not via an interaction
         self.gateway_sessions: list[_GatewaySession] = []
+        self.faults: list[_Fault] = []
+        self.broken_cdn: set[str] = set()  # CDN paths whose download dies mid-stream
+        self._callbacks_open = asyncio.Event()
+        self._callbacks_open.set()
         self.guilds: dict[str, FakeGuild] = {}
         self.users: dict[str, FakeUser] = {}
         self._changed = asyncio.Condition()
@@ -435,8 +462,11 @@ class FakeDiscord:
 
     def cdn_bytes(self, url: str) -> bytes:
         """The bytes stored behind an attachment URL the fake handed out."""
-        path = "/" + url.split("://", 1)[1].split("/", 1)[1].split("?", 1)[0]
-        return self.cdn[path][0]
+        return self.cdn[_cdn_path(url)][0]
+
+    def break_cdn(self, url: str) -> None:
+        """Downloads of this attachment send half the bytes, then the connection dies."""
+        self.broken_cdn.add(_cdn_path(url))
 
     async def _cdn_get(self, request: web.Request) -> web.StreamResponse:
         self.cdn_hits.append(request.path)
@@ -444,6 +474,14 @@ class FakeDiscord:
         if found is None:
             return web.Response(status=404, text="Not Found")
         data, content_type = found
+        if request.path in self.broken_cdn:
+            response = web.StreamResponse(headers={"Content-Type": content_type.split(";")[0]})
+            response.content_length = len(data)
+            await response.prepare(request)
+            await response.write(data[: len(data) // 2])
+            assert request.transport is not None
+            request.transport.abort()
+            return response
         return web.Response(body=data, content_type=content_type.split(";")[0])
 
     # ---------------------------------------------------------------- gateway
@@ -520,6 +558,12 @@ class FakeDiscord:
         ix.dispatched_at = time.perf_counter()
         await session.send(0, payload, "INTERACTION_CREATE")
         return ix
+
+    async def replay(self, ix: FakeInteraction, session: _GatewaySession | None = None) -> None:
+        """Deliver the same INTERACTION_CREATE again (a RESUME replays missed
+        events; two shard processes may both see one), to `session` or the
+        newest connected bot. Whatever the bot does is recorded on `ix`."""
+        await (session or self._live_session()).send(0, ix.payload, "INTERACTION_CREATE")
 
     # ------------------------------------------------------- interaction payloads
 
@@ -776,10 +820,38 @@ class FakeDiscord:
         self.requests.append(record)
         try:
             await self._read_body(request, record)
+            if path.endswith("/callback") and not self._callbacks_open.is_set():
+                await self._notify()
+                await self._callbacks_open.wait()
+            fault = self._fault_for(record)
+            if fault is not None:
+                return await self._fail(request, record, fault)
             response = await self._route(request, record, path)
         except _DiscordError as e:
             response = self._json(e.body(), e.status)
         record.status = response.status
+        await self._notify()
+        return response
+
+    async def _fail(self, request: web.Request, record: RecordedRequest, fault: _Fault) -> web.Response:
+        # Kept with the interaction's own requests too: the bot did make the call.
+        parts = [p for p in record.path.split("/") if p]
+        if parts[:1] == ["interactions"] and (ix := self.interactions.get(parts[1])) is not None:
+            ix.callbacks.append(record)
+        elif parts[:1] == ["webhooks"] and (ix := self._by_token.get(parts[2])) is not None:
+            ix.webhook_requests.append(record)
+        if fault.mode == "drop":
+            record.status = -1  # no answer at all
+            await self._notify()
+            assert request.transport is not None
+            request.transport.abort()
+            return web.Response()  # never reaches the client
+        if fault.mode == "503-html":
+            response = web.Response(status=503, text=_PROXY_503_HTML, content_type="text/html")
+        else:
+            response = web.Response(status=503, text="upstream connect error or disconnect/reset before headers",
+                                    content_type="text/plain")
+        record.status = 503
         await self._notify()
         return response
 
@@ -898,6 +970,42 @@ class FakeDiscord:
     def expire(self, ix: FakeInteraction) -> None:
         """Make the interaction's token invalid, as Discord does 15 minutes after it was created."""
         ix.expired = True
+
+    # ---------------------------------------------------------------- faults
+
+    def fail(self, route: str, mode: str = "503-text", *, times: int | None = None) -> None:
+        """Make every call of `route` (one of ROUTES) fail as a proxy or a bad
+        network would, before Discord does anything with it: "503-text" and
+        "503-html" answer 503 with that body (not Discord's JSON), "drop"
+        closes the connection without an answer. `times` limits it to the next
+        N such calls; without it the fault lasts until `heal()`. (discord.py
+        itself retries a webhook call that gets a 5xx, five times in all.)"""
+        if route not in ROUTES or mode not in FAULT_MODES:
+            raise ValueError(f"unknown route {route!r} or mode {mode!r}")
+        self.faults.append(_Fault(route, mode, times))
+
+    def heal(self) -> None:
+        self.faults.clear()
+
+    def fault_hits(self, route: str) -> int:
+        return sum(f.hits for f in self.faults if f.route == route)
+
+    def _fault_for(self, record: RecordedRequest) -> _Fault | None:
+        route = _route_of(record)
+        for fault in self.faults:
+            if fault.times is not None and fault.hits >= fault.times:
+                continue
+            if fault.route == route or (fault.route == "upload" and record.files):
+                fault.hits += 1
+                return fault
+        return None
+
+    def hold_callbacks(self) -> None:
+        """Interaction callbacks wait (after being recorded) until `release_callbacks()`."""
+        self._callbacks_open.clear()
+
+    def release_callbacks(self) -> None:
+        self._callbacks_open.set()
 
     def _callback(self, interaction_id: str, token: str, record: RecordedRequest) -> web.Response:
         ix = self.interactions.get(interaction_id)
@@ -1058,6 +1166,25 @@ class FakeDiscord:
                         raise _DiscordError(400, 50035, "Invalid Form Body", {"custom_id": "BASE_TYPE_MAX_LENGTH"})
             msg["components"] = body["components"] or []
         msg["edited_timestamp"] = datetime.now(timezone.utc).isoformat()
+
+
+def _route_of(record: RecordedRequest) -> str:
+    """Which of ROUTES a request is (files aside), or "" for any other call."""
+    parts = [p for p in record.path.split("/") if p]
+    m = record.method
+    if parts[:1] == ["interactions"] and parts[-1:] == ["callback"]:
+        return "callback"
+    if parts[:1] == ["webhooks"] and len(parts) == 3 and m == "POST":
+        return "followup"
+    if parts[:1] == ["webhooks"] and len(parts) == 5 and parts[3] == "messages":
+        return {"PATCH": "edit_original", "DELETE": "delete_original"}.get(m, "")
+    if parts[:1] == ["channels"] and parts[2:] == ["messages"] and m == "POST":
+        return "channel_message"
+    return ""
+
+
+def _cdn_path(url: str) -> str:
+    return "/" + url.split("://", 1)[1].split("/", 1)[1].split("?", 1)[0]
 
 
 def _mime_of(f: RecordedFile) -> str:
