@@ -84,18 +84,27 @@ async def test_the_deferred_message_shows_the_queue_position_then_the_result(
     make_adapter, fake_discord: FakeDiscord, fake_openai: FakeOpenAI
 ):
     await make_adapter(openai={"max_concurrent_calls": 1})
-    fake_openai.latency = 0.5
+    fake_openai.latency = 1.0  # the first stays running while the other two queue
     first = await fake_discord.send_slash_command("imagine", {"prompt": "first in line"})
     await fake_discord.wait_until(lambda: fake_openai.requests)
     second = await fake_discord.send_slash_command("imagine", {"prompt": "second in line"}, user_id="700000000000000002")
+    await fake_discord.wait_until(lambda: _shown(second))
+    third = await fake_discord.send_slash_command("imagine", {"prompt": "third in line"}, user_id="700000000000000003")
 
-    await fake_discord.wait_for_result(second)
+    await fake_discord.wait_for_result(third)
 
-    edits = [r for r in second.webhook_requests if r.method == "PATCH"]
-    texts = [r.payload.get("content") for r in edits]
-    assert "Waiting for a free slot — you're next…" in texts
+    # One running, then one waiting: the second is next; the third is told its number.
+    assert _shown(second)[0] == "Waiting for a free slot — you're next…"
+    assert _shown(third)[0] == "Waiting in line — position 2…"
+    edits = [r for r in third.webhook_requests if r.method == "PATCH"]
     assert edits[-1].files and not any(r.files for r in edits[:-1])  # the result comes last
     assert (await fake_discord.wait_for_result(first))["attachments"]
+    assert (await fake_discord.wait_for_result(second))["attachments"]
+
+
+def _shown(ix) -> list[str]:
+    """The texts the deferred message was edited to, in order."""
+    return [r.payload["content"] for r in ix.webhook_requests if r.method == "PATCH" and r.payload.get("content")]
 
 
 async def test_invalid_input_is_answered_privately_at_once(adapter, fake_discord: FakeDiscord, fake_openai: FakeOpenAI):
