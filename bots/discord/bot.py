@@ -27,6 +27,7 @@ from bots.discord.commands import register_commands
 from bots.discord.components import EditInstructionModal, JobButton
 from bots.discord.filesize import options_for_limit
 from bots.discord.jobs import JobTasks, Slot
+from bots.discord.replays import RecentInteractions, claim_key
 from bots.discord.requester import notify_for, requester_for, user_key
 from core import messages
 from core.config import Config
@@ -86,6 +87,7 @@ class DiscordAdapter:
         self.client = ImaginebotClient(self)
         register_commands(self.client.tree, self, config)
         self._jobs = JobTasks(config.server.max_background_tasks)
+        self._recent = RecentInteractions()
         self._lanes = delivery.Lanes()
         self._connected = asyncio.Event()
         self._connect_task: asyncio.Task[None] | None = None
@@ -205,7 +207,7 @@ class DiscordAdapter:
                     told = True
             except Exception as e:
                 log.info("could not tell the user of interrupted job %s: %r", job.job_id, e)
-                told = False
+                return False
         if not told:
             log.info("could not tell the user of interrupted job %s", job.job_id)
         return told
@@ -236,11 +238,11 @@ class DiscordAdapter:
 
     async def _admit(self, interaction: discord.Interaction[Any], *, job: bool) -> bool:
         """For interactions that start no job here (a job's modal opening, quota, admin)."""
+        if not self._first_delivery(interaction):
+            return False
         refusal = self._refusal(interaction, job=job)
         if refusal is None and job and not self._jobs.has_room():
             refusal = render.render_busy()
-        if not await self._first_delivery(interaction):
-            return False
         if refusal is None:
             return True
         await delivery.send_private(interaction, refusal)
@@ -251,32 +253,37 @@ class DiscordAdapter:
         or a repeated delivery). The slot is taken before the first await, so
         commands arriving together cannot exceed the cap between the check and
         the start; the caller gives it back (`with slot:`) if no job starts."""
+        if not self._first_delivery(interaction):
+            return None
         refusal = self._refusal(interaction, job=True)
         slot = self._jobs.try_reserve() if refusal is None else None
-        if refusal is None and slot is None:
-            refusal = render.render_busy()
-        if not await self._first_delivery(interaction):
-            if slot is not None:
-                slot.release()
-            return None
-        if refusal is not None:
-            await delivery.send_private(interaction, refusal)
-            return None
-        return slot
+        if slot is not None:
+            return slot
+        await delivery.send_private(interaction, refusal or render.render_busy())
+        return None
 
-    async def _first_delivery(self, interaction: discord.Interaction[Any]) -> bool:
-        """False for an interaction already taken: a gateway RESUME replays
-        events, and two shard processes may both get one. Claimed in the
-        database, so it holds across processes."""
-        try:
-            if await self.service.claim_event(f"discord:interaction:{interaction.id}"):
-                return True
-        except Exception:
-            # Discord itself refuses a second acknowledgement; a database
-            # hiccup here must not turn every command away.
-            log.warning("could not record interaction %s as seen", interaction.id, exc_info=True)
+    def _first_delivery(self, interaction: discord.Interaction[Any]) -> bool:
+        """False for an interaction this process has already taken (a gateway
+        RESUME replays events). Synchronous: nothing may delay the defer."""
+        if self._recent.first_time(interaction.id):
             return True
         log.info("ignoring a repeated delivery of interaction %s", interaction.id)
+        return False
+
+    async def _claimed(self, interaction: discord.Interaction[Any]) -> bool:
+        """After the defer, before any money: the database claim that holds
+        across processes (two shard processes may both get one interaction)."""
+        try:
+            if await self.service.claim_event(claim_key(interaction.id)):
+                return True
+        except Exception:
+            # Discord took only our acknowledgement, which already rules out a
+            # second job; a database hiccup here must not lose this one.
+            log.warning("could not record interaction %s as taken", interaction.id, exc_info=True)
+            return True
+        log.info("interaction %s is already being handled elsewhere", interaction.id)
+        with contextlib.suppress(Exception):
+            await interaction.delete_original_response()
         return False
 
     # ------------------------------------------------------------ jobs
@@ -417,7 +424,8 @@ class DiscordAdapter:
     async def _defer(self, interaction: discord.Interaction[Any]) -> dict[str, Any] | None:
         """Acknowledge within Discord's 3 seconds, publicly since the result will
         be public. Returns what the job stores to reach the user after a crash,
-        or None if Discord no longer takes the interaction."""
+        or None if Discord no longer takes the interaction or another process
+        has already taken it."""
         try:
             response = await interaction.response.defer(thinking=True)
         except Exception as e:
@@ -429,6 +437,8 @@ class DiscordAdapter:
         # Discord's 3 seconds run from the interaction's creation (its snowflake time), not from our handler.
         waited = (discord.utils.utcnow() - interaction.created_at).total_seconds()
         self.service.metrics.ack_latency.labels("discord").observe(max(0.0, waited))
+        if not await self._claimed(interaction):
+            return None
         return notify_for(interaction, response.message_id if response is not None else None)
 
     def _start_job(self, slot: Slot, interaction: discord.Interaction[Any], work: JobWork, *, notes: list[str]) -> None:
@@ -463,7 +473,12 @@ class DiscordAdapter:
         except Exception:
             log.exception("job %s: could not deliver the result on Discord", result.job_id)
             # A failed upload must not eat the user's quota.
-            refunded = await self.service.delivery_failed(result.job_id, "discord_upload_failed")
+            try:
+                refunded = await self.service.delivery_failed(result.job_id, "discord_upload_failed")
+            except Exception:
+                # Still tell the user; the message then claims no refund.
+                log.exception("job %s: could not give the undelivered images back", result.job_id)
+                refunded = False
             await delivery.send_private(interaction, render.render_undelivered(result.job_id, refunded=refunded))
 
     async def _tell(self, interaction: discord.Interaction[Any], text: str, *, private: bool) -> None:
