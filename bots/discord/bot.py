@@ -295,17 +295,15 @@ class DiscordAdapter:
         slot = await self._admit_job(interaction)
         if slot is None:
             return
+
+        def options() -> ImageOptions:
+            check_prompt(prompt)
+            return build_options(self.config, size=_wxh(size), quality=quality, n=count, format=format,
+                                 background=background, model=model)  # fmt: skip
+
         with slot:
-            try:
-                check_prompt(prompt)
-                options = build_options(self.config, size=_wxh(size), quality=quality, n=count, format=format,
-                                        background=background, model=model)  # fmt: skip
-            except InvalidInput as e:
-                await delivery.send_private(interaction, render.render_error(e))
-                return
-            notify = await self._defer(interaction)
-            if notify is not None:
-                self._start_generation(slot, interaction, prompt, options, notify)
+            if ready := await self._checked_and_deferred(interaction, options):
+                self._start_generation(slot, interaction, prompt, *ready)
 
     async def on_again(self, interaction: discord.Interaction[Any], job_id: str) -> None:
         slot = await self._admit_job(interaction)
@@ -342,22 +340,19 @@ class DiscordAdapter:
         slot = await self._admit_job(interaction)
         if slot is None:
             return
+
+        def options() -> ImageOptions:
+            check_prompt(prompt)
+            built = build_options(self.config, size=_wxh(size), quality=quality, n=count, background=background, model=model)
+            for attachment in [*images, *([mask] if mask else [])]:
+                if not is_image(attachment):
+                    raise InvalidInput(f"“{attachment.filename}” isn't an image. Attach a PNG, JPEG or WebP picture.")
+            check_sizes([*images, *([mask] if mask else [])])
+            return built
+
         with slot:
-            try:
-                check_prompt(prompt)
-                options = build_options(
-                    self.config, size=_wxh(size), quality=quality, n=count, background=background, model=model
-                )
-                for attachment in [*images, *([mask] if mask else [])]:
-                    if not is_image(attachment):
-                        raise InvalidInput(f"“{attachment.filename}” isn't an image. Attach a PNG, JPEG or WebP picture.")
-                check_sizes([*images, *([mask] if mask else [])])
-            except InvalidInput as e:
-                await delivery.send_private(interaction, render.render_error(e))
-                return
-            notify = await self._defer(interaction)
-            if notify is not None:
-                self._start_edit(slot, interaction, prompt, images, options, notify, mask=mask)
+            if ready := await self._checked_and_deferred(interaction, options):
+                self._start_edit(slot, interaction, prompt, images, *ready, mask=mask)
 
     async def on_edit_menu(self, interaction: discord.Interaction[Any], message: discord.Message) -> None:
         await self._open_edit_modal(interaction, message.attachments)
@@ -391,16 +386,14 @@ class DiscordAdapter:
         slot = await self._admit_job(interaction)
         if slot is None:
             return
+
+        def options() -> ImageOptions:
+            check_prompt(instruction)
+            return build_options(self.config)
+
         with slot:
-            try:
-                check_prompt(instruction)
-                options = build_options(self.config)
-            except InvalidInput as e:
-                await delivery.send_private(interaction, render.render_error(e))
-                return
-            notify = await self._defer(interaction)
-            if notify is not None:
-                self._start_edit(slot, interaction, instruction, images, options, notify, mask=None)
+            if ready := await self._checked_and_deferred(interaction, options):
+                self._start_edit(slot, interaction, instruction, images, *ready, mask=None)
 
     def _start_edit(
         self, slot: Slot, interaction: discord.Interaction[Any], prompt: str, images: Sequence[discord.Attachment],
@@ -420,6 +413,19 @@ class DiscordAdapter:
             )
 
         self._start_job(slot, interaction, work, notes=[note] if note else [])
+
+    async def _checked_and_deferred(
+        self, interaction: discord.Interaction[Any], options: Callable[[], ImageOptions]
+    ) -> tuple[ImageOptions, dict[str, Any]] | None:
+        """Bad input is answered privately at once (nothing deferred, nothing
+        spent); good input is deferred. Returns (options, notify) to start the job."""
+        try:
+            checked = options()
+        except InvalidInput as e:
+            await delivery.send_private(interaction, render.render_error(e))
+            return None
+        notify = await self._defer(interaction)
+        return None if notify is None else (checked, notify)
 
     async def _defer(self, interaction: discord.Interaction[Any]) -> dict[str, Any] | None:
         """Acknowledge within Discord's 3 seconds, publicly since the result will

@@ -108,3 +108,14 @@ async def bot_process(fake_discord: FakeDiscord, fake_openai: Any, tmp_path: Pat
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def crash_mid_job(bot_process: Any, fake_discord: FakeDiscord, fake_openai: Any, prompt: str) -> Any:
+    """A bot process takes a job, then dies (SIGKILL) while the model works on it."""
+    proc = await bot_process()
+    fake_openai.latency = 30
+    ix = await fake_discord.send_slash_command("imagine", {"prompt": prompt})
+    await fake_discord.wait_until(lambda: fake_openai.requests)
+    proc.kill()
+    await proc.wait()
+    return ix

@@ -11,7 +11,6 @@ the user alone never turns public because a call failed.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from typing import Any
 
 import discord
@@ -19,7 +18,7 @@ import pytest
 
 from bots.discord import DiscordAdapter
 from core.models import Requester
-from tests.bots.discord.conftest import png_bytes
+from tests.bots.discord.conftest import crash_mid_job, png_bytes
 from tests.fakes.discord_server import EPHEMERAL, ROUTES, FakeDiscord, FakeInteraction
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -232,12 +231,7 @@ async def test_an_attachment_download_that_dies_mid_stream_is_a_friendly_error_a
 async def test_a_crash_announcement_stays_private_when_the_placeholder_cannot_be_deleted(
     mode: str, make_adapter: Any, bot_process: Any, fake_discord: FakeDiscord, fake_openai: FakeOpenAI
 ):
-    proc = await bot_process()
-    fake_openai.latency = 30
-    ix = await fake_discord.send_slash_command("imagine", {"prompt": "a painting the crash ate"})
-    await fake_discord.wait_until(lambda: fake_openai.requests)
-    proc.kill()
-    await proc.wait()
+    ix = await crash_mid_job(bot_process, fake_discord, fake_openai, "a painting the crash ate")
     restarted = await make_adapter()
     (job,) = await restarted.service.recover()
     fake_discord.fail("delete_original", mode)
@@ -254,15 +248,10 @@ async def test_a_crash_announcement_stays_private_when_the_placeholder_cannot_be
 async def test_a_crash_announcement_that_discord_refuses_reports_not_told(
     make_adapter: Any, bot_process: Any, fake_discord: FakeDiscord, fake_openai: FakeOpenAI
 ):
-    proc = await bot_process()
-    fake_openai.latency = 30
-    ix = await fake_discord.send_slash_command("imagine", {"prompt": "another painting the crash ate"})
-    await fake_discord.wait_until(lambda: fake_openai.requests)
-    proc.kill()
-    await proc.wait()
+    ix = await crash_mid_job(bot_process, fake_discord, fake_openai, "another painting the crash ate")
     restarted = await make_adapter()
     (job,) = await restarted.service.recover()
     fake_discord.fail("followup", "drop")
 
-    assert await restarted.announce_interrupted(dataclasses.replace(job)) is False
+    assert await restarted.announce_interrupted(job) is False
     assert _private(ix) == [] and fake_discord.public_messages(ix) == []

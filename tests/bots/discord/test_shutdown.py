@@ -8,6 +8,7 @@ import dataclasses
 from datetime import datetime, timedelta, timezone
 
 from core.models import Requester
+from tests.bots.discord.conftest import crash_mid_job
 from tests.fakes.discord_server import EPHEMERAL, FakeDiscord
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -57,21 +58,10 @@ async def test_new_commands_are_refused_while_closing(make_adapter, fake_discord
     assert len(fake_openai.requests) == 1
 
 
-async def _crash_mid_job(bot_process, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, prompt: str):
-    """A bot process takes a job, then dies (SIGKILL) while the model works on it."""
-    proc = await bot_process()
-    fake_openai.latency = 30
-    ix = await fake_discord.send_slash_command("imagine", {"prompt": prompt})
-    await fake_discord.wait_until(lambda: fake_openai.requests)
-    proc.kill()
-    await proc.wait()
-    return ix
-
-
 async def test_a_job_interrupted_by_a_crash_is_announced_privately_after_restart(
     make_adapter, bot_process, fake_discord: FakeDiscord, fake_openai: FakeOpenAI
 ):
-    ix = await _crash_mid_job(bot_process, fake_discord, fake_openai, "a painting the crash ate")
+    ix = await crash_mid_job(bot_process, fake_discord, fake_openai, "a painting the crash ate")
     thinking_id = ix.original["id"]
 
     # The next process on the same database finds the job the dead one never finished.
@@ -91,7 +81,7 @@ async def test_a_job_interrupted_by_a_crash_is_announced_privately_after_restart
 async def test_an_interaction_older_than_15_minutes_is_not_announced(
     make_adapter, bot_process, fake_discord: FakeDiscord, fake_openai: FakeOpenAI
 ):
-    ix = await _crash_mid_job(bot_process, fake_discord, fake_openai, "long ago")
+    ix = await crash_mid_job(bot_process, fake_discord, fake_openai, "long ago")
     restarted = await make_adapter()
     (job,) = await restarted.service.recover()
     old = (datetime.now(timezone.utc) - timedelta(minutes=16)).isoformat()
@@ -107,7 +97,7 @@ async def test_an_interrupted_job_can_be_announced_after_the_adapter_closed(
     make_adapter, bot_process, fake_discord: FakeDiscord, fake_openai: FakeOpenAI
 ):
     # The runner refunds and announces what is left after close(): the client is gone by then.
-    ix = await _crash_mid_job(bot_process, fake_discord, fake_openai, "left behind")
+    ix = await crash_mid_job(bot_process, fake_discord, fake_openai, "left behind")
     restarted = await make_adapter()
     (job,) = await restarted.service.recover()
     await restarted.close()
