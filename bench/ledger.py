@@ -46,7 +46,7 @@ from core.config import Config, config_from_mapping  # noqa: E402
 from core.errors import LimitReached  # noqa: E402
 from core.ledger import Ledger  # noqa: E402
 from core.models import ImageOptions, Requester, Usage  # noqa: E402
-from core.store import Store  # noqa: E402
+from core.store import store_for  # noqa: E402
 
 OPTIONS = ImageOptions(quality="medium")
 USAGE = Usage(input_text_tokens=6, output_image_tokens=1756)
@@ -77,7 +77,7 @@ async def throughput(pairs: int, rounds: int, users: int) -> tuple[dict[str, lis
     )
     results: dict[str, list[float]] = {"store thread loop": [], "await store.run per call": []}
     with tempfile.TemporaryDirectory() as tmp:
-        store = Store(os.path.join(tmp, "bench.db"))
+        store = store_for(os.path.join(tmp, "bench.db"))
         await store.open()
         ledger = Ledger(store, config)
         done = 0
@@ -112,7 +112,7 @@ async def throughput(pairs: int, rounds: int, users: int) -> tuple[dict[str, lis
 def hammer(db: str, limit: int, users: int, attempts: int, seed: int, barrier: Any, results: Any) -> None:
     """One of the processes of the exactness run."""
     config = config_from_mapping({"limits": {"daily_images_per_user": limit, "max_jobs_in_flight_per_user": 1_000}})
-    store = Store(db)
+    store = store_for(db)
     store.open_sync()
     ledger = Ledger(store, config)
     ledger.heartbeat_sync()
@@ -150,7 +150,7 @@ def exactness(processes: int, users: int, limit: int, attempts: int) -> dict[str
     context = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory() as tmp:
         db = os.path.join(tmp, "shared.db")
-        Store(db).open_sync()  # created once up front, as a running bot would have
+        store_for(db).open_sync()  # created once up front, as a running bot would have
         barrier, results = context.Barrier(processes), context.Queue()
         procs = [
             context.Process(target=hammer, args=(db, limit, users, attempts, seed, barrier, results))

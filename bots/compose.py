@@ -16,7 +16,8 @@ from core.config import Config, load_config
 from core.errors import ImagineError, ProviderError
 from core.provider import OpenAIProvider, make_client
 from core.service import ImageService
-from core.store import Store
+from core.store import DATABASE_FAULTS, Store, is_postgres, redact, store_for
+from core.store_schema import SchemaTooNew
 
 
 class UsageError(Exception):
@@ -30,14 +31,10 @@ def read_config(settings: Settings) -> Config:
     return load_config(path)
 
 
-def _is_url(db: str) -> bool:
-    return "://" in db
-
-
 def database_problem(db: str, *, must_exist: bool) -> str | None:
     """What is wrong with IMAGINEBOT_DB before SQLite is asked (its own words,
     "unable to open database file", say neither what nor where)."""
-    if _is_url(db):
+    if "://" in db:
         return None
     path = Path(db)
     if path.is_dir():
@@ -54,8 +51,14 @@ def database_problem(db: str, *, must_exist: bool) -> str | None:
 
 
 def database_error(db: str, e: BaseException) -> str:
-    """One line for an exception SQLite raised while opening IMAGINEBOT_DB."""
-    text = str(e)
+    """One line for an exception the database raised while opening IMAGINEBOT_DB."""
+    text = str(e).strip()
+    if is_postgres(db):
+        # The server's own words say what is wrong (refused, no such database, password);
+        # the URL is shown without its password.
+        first = text.splitlines()[0] if text else type(e).__name__
+        return (f"IMAGINEBOT_DB={redact(db)} can't be opened (PostgreSQL says: {first}). Check that the server is up "
+                "and the URL's host, port, database, user and password are right.")  # fmt: skip
     if isinstance(e, sqlite3.DatabaseError) and "not a database" in text:
         return (f"IMAGINEBOT_DB={db} is not a database (SQLite says: {text}). Point IMAGINEBOT_DB at the bot's "
                 "database file, or at a new path to create one there.")  # fmt: skip
@@ -74,10 +77,10 @@ async def open_store(settings: Settings, *, must_exist: bool = False) -> Store:
     problem = database_problem(db, must_exist=must_exist)
     if problem:
         raise UsageError(problem)
-    store = Store(db)
+    store = store_for(db)
     try:
         await store.open()
-    except (sqlite3.Error, OSError) as e:
+    except (*DATABASE_FAULTS, SchemaTooNew) as e:
         await store.close()
         raise UsageError(database_error(db, e)) from None
     return store
@@ -93,7 +96,7 @@ async def open_service(settings: Settings, config: Config) -> ImageService:
     provider = OpenAIProvider(client, config)
     try:
         return await ImageService.open(config, settings.db_path, provider)
-    except (sqlite3.Error, OSError) as e:
+    except (*DATABASE_FAULTS, SchemaTooNew) as e:
         await provider.close()
         raise UsageError(database_error(settings.db_path, e)) from None
 

@@ -15,6 +15,7 @@ from core.errors import ImagineError, NotAllowed
 from core.lifecycle import ModelStatus, configured_models, status_of
 from core.models import ImageOptions
 from core.provider import OpenAIProvider, make_client
+from core.store import redact
 
 # (ok, text) — or (ok, text, MARK): "WARN" for something to act on soon that is
 # not a failure yet, "note" for what doctor could not check (said, never hidden).
@@ -36,7 +37,7 @@ async def check_database(settings: Settings) -> list[Check]:
         return [(False, str(e))]
     try:
         count = (await store.run(lambda: store.query("SELECT COUNT(*) AS c FROM jobs")))[0]["c"]
-        return [(True, f"database {settings.db_path} is usable ({count} jobs recorded)")]
+        return [(True, f"database {redact(settings.db_path)} is usable ({count} jobs recorded)")]
     except Exception as e:  # any failure here is the admin's to fix: say what it was
         return [(False, database_error(settings.db_path, e))]
     finally:

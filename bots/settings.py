@@ -53,7 +53,8 @@ class Settings:
             discord_api_url=get("DISCORD_API_URL"),
             config_path=get("IMAGINEBOT_CONFIG") or DEFAULT_CONFIG,
             config_path_explicit=get("IMAGINEBOT_CONFIG") is not None,
-            db_path=get("IMAGINEBOT_DB") or "imaginebot.db",
+            # DATABASE_URL: what Heroku, Render and Railway set for their PostgreSQL add-ons.
+            db_path=get("IMAGINEBOT_DB") or get("DATABASE_URL") or "imaginebot.db",
             port=port,
             log_format=(get("LOG_FORMAT") or "text").lower(),
         )

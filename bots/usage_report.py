@@ -10,25 +10,6 @@ from bots.compose import open_store
 from bots.settings import Settings
 from core.config import Config
 from core.ledger import Ledger
-from core.store import Store
-
-_QUERY = """
-SELECT {group} AS name,
-       COUNT(*) AS jobs,
-       COALESCE(SUM(CASE WHEN status = 'succeeded' THEN images ELSE 0 END), 0) AS images,
-       COALESCE(SUM(cost_usd), 0) AS usd,
-       COALESCE(SUM(status = 'blocked'), 0) AS blocked,
-       COALESCE(SUM(status IN ('failed', 'interrupted')), 0) AS failed
-FROM jobs WHERE day >= ? GROUP BY {group} ORDER BY usd DESC, images DESC
-"""
-
-
-def usage_rows(store: Store, since_day: str) -> dict[str, list[dict[str, Any]]]:
-    return {
-        "users": store.query(_QUERY.format(group="user_key"), (since_day,)),
-        "workspaces": store.query(_QUERY.format(group="workspace_key"), (since_day,)),
-    }
-
 
 def format_table(title: str, rows: list[dict[str, Any]]) -> str:
     headers = (title, "jobs", "images", "USD", "blocked", "failed")
@@ -50,7 +31,7 @@ async def print_usage(settings: Settings, config: Config, *, days: int, as_json:
     try:
         ledger = Ledger(store, config)
         since = (date.fromisoformat(ledger.today()) - timedelta(days=days - 1)).isoformat()
-        data = await store.run(usage_rows, store, since)
+        data = await store.run(ledger.usage_sync, since)
     finally:
         await store.close()
     if as_json:

@@ -15,19 +15,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 from typing import Any, Callable, TypeVar
 
-from core.store import Store
+from core.store import DATABASE_FAULTS, Store
 
 log = logging.getLogger("imaginebot.core")
 
 T = TypeVar("T")
-
-# What a database that can't take a write raises (sqlite3.Error includes
-# SQLITE_FULL and the store's own "file is gone"); anything else is a bug,
-# which retrying would not fix.
-DATABASE_FAULTS = (sqlite3.Error, OSError)
 
 
 class LedgerWrites:

@@ -53,7 +53,7 @@ from core.options import check_options, check_prompt, route_model
 from core.pricing import cost_usd, estimate_usd, weighted_units
 from core.progress import ProgressReporter
 from core.provider import ImageProvider, ProviderResult, safety_identifier
-from core.store import Store
+from core.store import Store, store_for
 
 log = logging.getLogger("imaginebot.core")
 
@@ -99,7 +99,7 @@ class ImageService:
 
     @classmethod
     async def open(cls, config: Config, db_path: str, provider: ImageProvider, **kwargs: Any) -> ImageService:
-        store = Store(db_path)
+        store = store_for(db_path)
         await store.open()
         service = cls(config, store, provider, **kwargs)
         await store.run(service.ledger.heartbeat_sync)

@@ -1,12 +1,15 @@
-"""Shared fixtures: a running fake OpenAI server, and services wired to it
-through the real AsyncOpenAI SDK."""
+"""Shared fixtures: a running fake OpenAI server, services wired to it
+through the real AsyncOpenAI SDK, and fresh databases on either backend."""
 
 from __future__ import annotations
 
 import logging
+import uuid
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
+from urllib.parse import quote
 
+import psycopg
 import pytest
 
 from core.config import Config, config_from_mapping
@@ -17,6 +20,52 @@ from tests.fakes.openai_server import FakeOpenAI
 FAKE_OPENAI_KEY = "sk-test-fake-not-a-real-key"
 
 MakeService = Callable[..., Awaitable[ImageService]]
+DbUrl = Callable[[str], str]
+
+# The PostgreSQL every machine of this project (and CI) runs: trust auth.
+POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+BACKENDS = ("sqlite", "postgresql")
+
+
+def postgres_or_skip() -> None:
+    try:
+        psycopg.connect(POSTGRES, connect_timeout=3).close()
+    except psycopg.OperationalError as e:
+        pytest.skip(f"no PostgreSQL server answers at {POSTGRES} ({str(e).strip().splitlines()[0]}); "
+                    "CI starts one (.ci/run)")  # fmt: skip
+
+
+@pytest.fixture
+def backend() -> str:
+    """The database backend a test runs on. SQLite, the default; the ledger
+    test modules override this fixture to run on both (BACKENDS)."""
+    return "sqlite"
+
+
+@pytest.fixture
+def db_url(backend: str, tmp_path: Path) -> Iterator[DbUrl]:
+    """`db_url(name)`: a fresh, empty database for this test (the same one
+    for the same name): a SQLite file under tmp_path, or a PostgreSQL schema
+    of its own (selected through the URL's search_path), dropped afterwards,
+    so that tests and xdist workers never see each other's rows."""
+    if backend == "sqlite":
+        yield lambda name: str(tmp_path / f"{name}.db")
+        return
+    postgres_or_skip()
+    schemas: dict[str, str] = {}
+
+    def make(name: str) -> str:
+        if name not in schemas:
+            schemas[name] = f"t_{uuid.uuid4().hex[:16]}"
+            with psycopg.connect(POSTGRES, autocommit=True) as conn:
+                conn.execute(f"CREATE SCHEMA {schemas[name]}")
+        return f"{POSTGRES}?options={quote(f'-csearch_path={schemas[name]}')}"
+
+    yield make
+    if schemas:
+        with psycopg.connect(POSTGRES, autocommit=True) as conn:
+            for schema in schemas.values():
+                conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
 @pytest.fixture
@@ -31,8 +80,11 @@ def build_config(overrides: dict[str, Any] | None = None) -> Config:
 
 
 @pytest.fixture
-async def make_service(fake_openai: FakeOpenAI, tmp_path: Path) -> AsyncIterator[MakeService]:
+async def make_service(fake_openai: FakeOpenAI, db_url: DbUrl) -> AsyncIterator[MakeService]:
     """`await make_service(limits={...}, db_path=..., clock=..., progress_interval=...)`.
+
+    Without db_path, each service gets a fresh database of its own on the
+    test's backend (`db_url`).
 
     Each call builds a service on the real SDK pointed at the fake; all are
     closed at the end of the test. Sleeps between retries are real but the
@@ -55,7 +107,7 @@ async def make_service(fake_openai: FakeOpenAI, tmp_path: Path) -> AsyncIterator
         kwargs: dict[str, Any] = {"progress_interval": progress_interval}
         if clock is not None:
             kwargs["clock"] = clock
-        service = await ImageService.open(config, str(db_path or tmp_path / f"test-{len(services)}.db"), provider, **kwargs)
+        service = await ImageService.open(config, str(db_path or db_url(f"test-{len(services)}")), provider, **kwargs)
         services.append(service)
         return service
 

@@ -1,5 +1,5 @@
-"""A second OS process for the ledger tests, sharing one SQLite file with
-the test: `python -m tests.core.ledger_worker MODE DB ...`.
+"""A second OS process for the ledger tests, sharing one database (a SQLite
+file or a PostgreSQL URL) with the test: `python -m tests.core.ledger_worker MODE DB ...`.
 
   hammer DB LIMIT ATTEMPTS USER...   waits for a line on stdin, then reserves
       one image at a time round-robin over USERs, settling two of three and
@@ -24,7 +24,7 @@ from core.config import config_from_mapping
 from core.errors import LimitReached
 from core.ledger import Ledger
 from core.models import ImageOptions, Requester, Usage
-from core.store import Store
+from core.store import store_for
 
 
 def _requester(user: str) -> Requester:
@@ -33,7 +33,7 @@ def _requester(user: str) -> Requester:
 
 def hammer(db: str, limit: int, attempts: int, users: list[str]) -> None:
     config = config_from_mapping({"limits": {"daily_images_per_user": limit, "max_jobs_in_flight_per_user": 100}})
-    store = Store(db)
+    store = store_for(db)
     store.open_sync()
     ledger = Ledger(store, config)
     ledger.heartbeat_sync()
@@ -71,7 +71,7 @@ def open_at_once(db: str, barrier: Any, results: Any) -> None:
     multiprocessing, so it is importable and takes no stdin."""
     try:
         barrier.wait()
-        store = Store(db)
+        store = store_for(db)
         store.open_sync()
         with store.transaction() as conn:
             conn.execute("INSERT INTO seen_events (key, at) VALUES (?, 0)", (f"opened-{os.getpid()}",))
@@ -82,7 +82,7 @@ def open_at_once(db: str, barrier: Any, results: Any) -> None:
 
 
 def hold(db: str, user: str) -> None:
-    store = Store(db)
+    store = store_for(db)
     store.open_sync()
     ledger = Ledger(store, config_from_mapping({}))
     ledger.heartbeat_sync()

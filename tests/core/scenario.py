@@ -30,7 +30,7 @@ def admin_of(workspace: str = "T1", platform: str = "slack", user: str = "UADMIN
     return member(user=user, workspace=workspace, platform=platform, is_admin=True)
 
 
-async def job_rows(service: ImageService, where: str = "1", params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+async def job_rows(service: ImageService, where: str = "TRUE", params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
     sql = f"SELECT * FROM jobs WHERE {where} ORDER BY created_at"
     return await service.store.run(lambda: service.store.query(sql, params))
 

@@ -8,19 +8,26 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from pathlib import Path
 from typing import Any
+
+import pytest
 
 from core.config import config_from_mapping
 from core.ledger import Ledger
 from core.models import ImageOptions, InterruptedJob
 from core.service import ImageService
-from core.store import Store
-from tests.conftest import MakeService
+from core.store import store_for
+from tests.conftest import BACKENDS, DbUrl, MakeService
 from tests.core.scenario import job_rows, member, rows, until
 from tests.core.test_ledger import read_line, start_worker
 
 TIMEOUT = {"server": {"heartbeat_timeout_seconds": 1.0}}  # short, so the test waits little
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Every test here runs on SQLite and on PostgreSQL."""
+    return str(request.param)
 
 
 class Announced:
@@ -51,15 +58,15 @@ async def until_beaten(service: ImageService, times: int) -> None:
 
 
 async def test_a_survivor_refunds_a_killed_process_jobs_and_hands_them_over_without_a_restart(
-    make_service: MakeService, tmp_path: Path
+    make_service: MakeService, db_url: DbUrl
 ) -> None:
-    db = tmp_path / "shared.db"
+    db = db_url("shared")
     survivor = await make_service(db_path=db, **TIMEOUT)
     await survivor.recover()
     announced = Announced()
     survivor.announce_recovered(announced)
 
-    doomed = await start_worker("hold", str(db), "doomed")
+    doomed = await start_worker("hold", db, "doomed")
     try:
         job_id = await read_line(doomed)
         assert (await survivor.quota(member(user="doomed"))).in_flight == 1
@@ -79,15 +86,15 @@ async def test_a_survivor_refunds_a_killed_process_jobs_and_hands_them_over_with
             await doomed.wait()
 
 
-async def test_two_survivors_refund_and_announce_each_job_exactly_once(make_service: MakeService, tmp_path: Path) -> None:
-    db = tmp_path / "shared.db"
+async def test_two_survivors_refund_and_announce_each_job_exactly_once(make_service: MakeService, db_url: DbUrl) -> None:
+    db = db_url("shared")
     survivors = [await make_service(db_path=db, **TIMEOUT) for _ in range(2)]
     announced = [Announced(), Announced()]
     for survivor, hook in zip(survivors, announced):
         await survivor.recover()
         survivor.announce_recovered(hook)
 
-    doomed = [await start_worker("hold", str(db), f"doomed{i}") for i in range(3)]
+    doomed = [await start_worker("hold", db, f"doomed{i}") for i in range(3)]
     try:
         job_ids = {await read_line(proc) for proc in doomed}
         for proc in doomed:
@@ -105,9 +112,9 @@ async def test_two_survivors_refund_and_announce_each_job_exactly_once(make_serv
                 await proc.wait()
 
 
-def other_host(db: Path, user: str, *, pid: int) -> tuple[Ledger, str]:
+def other_host(db: str, user: str, *, pid: int) -> tuple[Ledger, str]:
     """A process on another host (its pid means nothing here) holding one job."""
-    store = Store(db)
+    store = store_for(db)
     store.open_sync()
     ledger = Ledger(store, config_from_mapping({}))
     ledger.host, ledger.pid = f"host-of-{user}", pid
@@ -118,8 +125,8 @@ def other_host(db: Path, user: str, *, pid: int) -> tuple[Ledger, str]:
     return ledger, reservation.job_id
 
 
-async def test_on_another_host_only_the_heartbeat_age_decides(make_service: MakeService, tmp_path: Path) -> None:
-    db = tmp_path / "shared.db"
+async def test_on_another_host_only_the_heartbeat_age_decides(make_service: MakeService, db_url: DbUrl) -> None:
+    db = db_url("shared")
     survivor = await make_service(db_path=db, **TIMEOUT)
     await survivor.recover()
     announced = Announced()
@@ -149,13 +156,13 @@ async def test_on_another_host_only_the_heartbeat_age_decides(make_service: Make
 
 
 async def test_without_anyone_to_tell_the_users_a_process_refunds_nobody_else_jobs(
-    make_service: MakeService, tmp_path: Path
+    make_service: MakeService, db_url: DbUrl
 ) -> None:
     """A CLI command (no adapters, nobody to announce to) only beats its heart:
     a dead process's jobs wait for a survivor that can tell their users."""
-    db = tmp_path / "shared.db"
+    db = db_url("shared")
     cli = await make_service(db_path=db, **TIMEOUT)
-    doomed = await start_worker("hold", str(db), "doomed")
+    doomed = await start_worker("hold", db, "doomed")
     try:
         await read_line(doomed)
         doomed.kill()

@@ -20,13 +20,19 @@ import pytest
 
 from core.errors import BudgetExhausted, CoolingDown, InvalidInput, LimitReached, NotPermitted, PolicyBlocked
 from core.models import ImageOptions, Usage
-from tests.conftest import MakeService
+from tests.conftest import BACKENDS, DbUrl, MakeService
 from tests.core.ledger_worker import open_at_once
 from tests.core.scenario import ManualClock, admin_of, job_rows, member, rows, until
 from tests.fakes.openai_server import FakeOpenAI
 
 REPO = Path(__file__).resolve().parents[2]
 LOW = ImageOptions(quality="low")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Every test here runs on SQLite and on PostgreSQL."""
+    return str(request.param)
 
 
 async def start_worker(*args: str) -> asyncio.subprocess.Process:
@@ -36,9 +42,9 @@ async def start_worker(*args: str) -> asyncio.subprocess.Process:
     )  # fmt: skip
 
 
-async def read_line(proc: asyncio.subprocess.Process) -> str:
+async def read_line(proc: asyncio.subprocess.Process, *, timeout: float = 30) -> str:
     assert proc.stdout is not None and proc.stderr is not None
-    line = await asyncio.wait_for(proc.stdout.readline(), timeout=30)
+    line = await asyncio.wait_for(proc.stdout.readline(), timeout=timeout)
     if not line:
         error = await asyncio.wait_for(proc.stderr.read(), timeout=30)
         raise AssertionError(f"the worker process died:\n{error.decode(errors='replace')}")
@@ -68,10 +74,26 @@ async def test_200_concurrent_requests_get_exactly_the_limit(make_service: MakeS
     assert "You've used all 10 images of your daily limit. Nothing was charged." in refusal.user_message
 
 
-async def test_two_processes_never_exceed_a_limit(make_service: MakeService, tmp_path: Path) -> None:
-    db = str(tmp_path / "shared.db")
-    limit, users = 5, ["U1", "U2", "U3", "U4"]
-    workers = [await start_worker("hammer", db, str(limit), "400", *users) for _ in range(2)]
+async def test_two_processes_never_exceed_a_limit(make_service: MakeService, db_url: DbUrl) -> None:
+    await hammer_and_check(make_service, db_url("shared"), processes=2, attempts=400, users=4, limit=5, top_up=True)
+
+
+async def test_four_processes_on_one_postgresql_never_exceed_a_limit(make_service: MakeService, db_url: DbUrl, backend: str) -> None:
+    """4 processes x 2,000 attempts, 20 users at a limit of 5, one PostgreSQL
+    database: 0 images over a limit, 0 refunds lost."""
+    if backend != "postgresql":
+        pytest.skip("the SQLite file serialises every writer; this one is about PostgreSQL's concurrency")
+    await hammer_and_check(make_service, db_url("shared"), processes=4, attempts=2000, users=20, limit=5, top_up=False)
+
+
+async def hammer_and_check(
+    make_service: MakeService, db: str, *, processes: int, attempts: int, users: int, limit: int, top_up: bool
+) -> None:
+    """`processes` OS processes reserve at once on one database, settling two
+    of three and refunding the third; then the ledger must hold exactly what
+    they report, nobody over the limit, and no refund lost."""
+    names = [f"U{i}" for i in range(1, users + 1)]
+    workers = [await start_worker("hammer", db, str(limit), str(attempts), *names) for _ in range(processes)]
     try:
         for proc in workers:
             assert await read_line(proc) == "ready"
@@ -79,8 +101,9 @@ async def test_two_processes_never_exceed_a_limit(make_service: MakeService, tmp
             assert proc.stdin is not None
             proc.stdin.write(b"go\n")
             await proc.stdin.drain()
-        reports = [json.loads(await read_line(proc)) for proc in workers]
-        assert [await proc.wait() for proc in workers] == [0, 0], [await p.stderr.read() for p in workers if p.stderr]
+        # Bounded, generously: thousands of transactions on a busy 2-core machine.
+        reports = [json.loads(await read_line(proc, timeout=600)) for proc in workers]
+        assert [await proc.wait() for proc in workers] == [0] * processes, [await p.stderr.read() for p in workers if p.stderr]
     finally:
         for proc in workers:
             if proc.returncode is None:
@@ -98,9 +121,11 @@ async def test_two_processes_never_exceed_a_limit(make_service: MakeService, tmp
     per_user = Counter(jobs[j]["user_key"] for j in settled)
     assert max(per_user.values()) <= limit  # never over the limit, whatever the interleaving
     # And nothing leaked either: each user can still take exactly what is left.
-    for user in users:
+    for user in names:
         person = member(user=user)
         assert (await service.quota(person)).used == per_user[person.key]
+        if not top_up:
+            continue
         extra = 0
         for _ in range(limit + 1):  # bounded: a leak fails the assertion below instead of looping on
             try:
@@ -111,16 +136,17 @@ async def test_two_processes_never_exceed_a_limit(make_service: MakeService, tmp
         assert per_user[person.key] + extra == limit
 
 
-def test_processes_starting_together_on_a_new_database(tmp_path: Path) -> None:
+def test_processes_starting_together_on_a_new_database(db_url: DbUrl) -> None:
     """Bot processes (or the bot and a CLI command) that start at the same
     moment on a database that does not exist yet all open it: switching it to
-    WAL is a race SQLite answers with "database is locked" instead of waiting."""
+    WAL is a race SQLite answers with "database is locked" instead of waiting;
+    creating the tables is one PostgreSQL answers with a duplicate key."""
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["tests.core.ledger_worker"])
     processes, rounds = 6, 25
     failures: list[str] = []
     for round_ in range(rounds):
-        db = str(tmp_path / f"new-{round_}.db")
+        db = db_url(f"new-{round_}")
         barrier, results = context.Barrier(processes), context.Queue()
         procs = [context.Process(target=open_at_once, args=(db, barrier, results)) for _ in range(processes)]
         for proc in procs:
@@ -132,8 +158,8 @@ def test_processes_starting_together_on_a_new_database(tmp_path: Path) -> None:
     assert failures == []
 
 
-async def test_crash_recovery_refunds_only_dead_processes(make_service: MakeService, tmp_path: Path) -> None:
-    db = str(tmp_path / "shared.db")
+async def test_crash_recovery_refunds_only_dead_processes(make_service: MakeService, db_url: DbUrl) -> None:
+    db = db_url("shared")
     crashed = await start_worker("hold", db, "crashed")
     busy = await start_worker("hold", db, "busy")
     try:
@@ -436,10 +462,10 @@ async def test_fewer_images_than_asked_cost_fewer_units(make_service: MakeServic
 
 
 
-async def test_two_live_services_in_one_process_never_refund_each_other(make_service: MakeService, fake_openai: FakeOpenAI, tmp_path: Path) -> None:
+async def test_two_live_services_in_one_process_never_refund_each_other(make_service: MakeService, fake_openai: FakeOpenAI, db_url: DbUrl) -> None:
     """Same pid, same database: the second one's recover() must not take the
     first for a previous incarnation of itself."""
-    db = tmp_path / "shared.db"
+    db = db_url("shared")
     first = await make_service(db_path=db)
     second = await make_service(db_path=db)
     fake_openai.latency = 1.0

@@ -10,7 +10,7 @@ import stat
 import sys
 from pathlib import Path
 
-from core.store import Store
+from core.store_sqlite import SqliteStore as Store
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 _CREATE = """
 import os, stat, sys
 os.umask(0)
-from core.store import Store
+from core.store_sqlite import SqliteStore as Store
 store = Store(sys.argv[1])
 store.open_sync()
 with store.transaction() as conn:
