@@ -26,9 +26,11 @@ from bots.discord.attachments import allowed_hosts, check_sizes, download_attach
 from bots.discord.commands import register_commands
 from bots.discord.components import EditInstructionModal, JobButton
 from bots.discord.filesize import options_for_limit
-from bots.discord.jobs import JobTasks, Slot
 from bots.discord.replays import RecentInteractions, claim_key
 from bots.discord.requester import notify_for, requester_for, user_key
+from bots.discord.turn import DiscordTurn
+from bots.jobs import JobCall, JobRunner, Slot
+from bots.turns import Reach
 from core import messages
 from core.config import Config
 from core.errors import ImagineError, InvalidInput
@@ -43,9 +45,6 @@ INTERACTION_LIFETIME = timedelta(minutes=15)
 # Leave a margin: a token a few seconds from expiry may die mid-request.
 ANNOUNCE_MARGIN = timedelta(seconds=30)
 ANNOUNCE_TIMEOUT_SECONDS = 5.0
-
-JobWork = Callable[[ProgressCallback], Awaitable[ImageResult]]
-
 
 class ImaginebotClient(discord.Client):
     """discord.Client that knows its adapter (buttons and modals reach it
@@ -86,7 +85,7 @@ class DiscordAdapter:
         self._hosts = allowed_hosts(self._api_url)
         self.client = ImaginebotClient(self)
         register_commands(self.client.tree, self, config)
-        self._jobs = JobTasks(config.server.max_background_tasks)
+        self._jobs = JobRunner(config.server.max_background_tasks, refund=service.delivery_failed, name="discord")
         self._recent = RecentInteractions()
         self._lanes = delivery.Lanes()
         self._connected = asyncio.Event()
@@ -327,10 +326,10 @@ class DiscordAdapter:
         options, note = options_for_limit(options, interaction.filesize_limit)
         requester = requester_for(interaction)
 
-        async def work(progress: ProgressCallback) -> ImageResult:
-            return await self.service.generate(requester, prompt, options, progress=progress, notify=notify)
+        async def work(progress: ProgressCallback, reach: Reach) -> ImageResult:
+            return await self.service.generate(requester, prompt, options, progress=progress, notify=reach)
 
-        self._start_job(slot, interaction, work, notes=[note] if note else [])
+        self._start_job(slot, interaction, work, notify, notes=[note] if note else [])
 
     async def on_edit(
         self, interaction: discord.Interaction[Any], prompt: str, images: Sequence[discord.Attachment], *,
@@ -402,17 +401,17 @@ class DiscordAdapter:
         options, note = options_for_limit(options, interaction.filesize_limit)
         requester = requester_for(interaction)
 
-        async def work(progress: ProgressCallback) -> ImageResult:
+        async def work(progress: ProgressCallback, reach: Reach) -> ImageResult:
             session = await self._http()
             uploads = await download_attachments(session, images, hosts=self._hosts)
             mask_upload: Upload | None = None
             if mask is not None:
                 (mask_upload,) = await download_attachments(session, [mask], hosts=self._hosts)
             return await self.service.edit(
-                requester, prompt, uploads, options, mask=mask_upload, progress=progress, notify=notify
+                requester, prompt, uploads, options, mask=mask_upload, progress=progress, notify=reach
             )
 
-        self._start_job(slot, interaction, work, notes=[note] if note else [])
+        self._start_job(slot, interaction, work, notify, notes=[note] if note else [])
 
     async def _checked_and_deferred(
         self, interaction: discord.Interaction[Any], options: Callable[[], ImageOptions]
@@ -447,54 +446,13 @@ class DiscordAdapter:
             return None
         return notify_for(interaction, response.message_id if response is not None else None)
 
-    def _start_job(self, slot: Slot, interaction: discord.Interaction[Any], work: JobWork, *, notes: list[str]) -> None:
-        slot.start(self._run_job(interaction, work, notes), name=f"discord-job-{interaction.id}")
-
-    async def _run_job(self, interaction: discord.Interaction[Any], work: JobWork, notes: list[str]) -> None:
-        progress = delivery.ProgressMessage(
-            interaction, min_interval=self.config.discord.progress_update_seconds, lanes=self._lanes
+    def _start_job(
+        self, slot: Slot, interaction: discord.Interaction[Any], call: JobCall, reach: Reach, *, notes: list[str]
+    ) -> None:
+        turn = DiscordTurn(
+            interaction, reach=reach, min_interval=self.config.discord.progress_update_seconds, lanes=self._lanes, notes=notes
         )
-        try:
-            result = await work(progress.update)
-        except ImagineError as e:
-            await progress.stop()
-            log.info("discord job for %s ended: %s (job %s)", interaction.user.id, e.code, e.job_id)
-            await self._tell(interaction, render.render_error(e), private=e.private)
-            return
-        except asyncio.CancelledError:
-            await progress.stop()
-            # Shutting down: the core refunded the job; say so before the client closes.
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.wait_for(
-                    asyncio.shield(delivery.send_private(interaction, render.render_interrupted())), ANNOUNCE_TIMEOUT_SECONDS
-                )
-            raise
-        except Exception as e:
-            await progress.stop()
-            await self.on_unexpected(interaction, e)
-            return
-        await progress.stop()
-        try:
-            await delivery.send_result(interaction, result, lanes=self._lanes, notes=notes)
-        except Exception:
-            log.exception("job %s: could not deliver the result on Discord", result.job_id)
-            # A failed upload must not eat the user's quota.
-            try:
-                refunded = await self.service.delivery_failed(result.job_id, "discord_upload_failed")
-            except Exception:
-                # Still tell the user; the message then claims no refund.
-                log.exception("job %s: could not give the undelivered images back", result.job_id)
-                refunded = False
-            await delivery.send_private(interaction, render.render_undelivered(result.job_id, refunded=refunded))
-
-    async def _tell(self, interaction: discord.Interaction[Any], text: str, *, private: bool) -> None:
-        if not private:
-            try:
-                await interaction.edit_original_response(content=text, attachments=[], view=None)
-                return
-            except Exception as e:
-                log.warning("could not tell user %s publicly, trying privately: %r", interaction.user.id, e)
-        await delivery.send_private(interaction, text)
+        slot.start(self._jobs.serve(turn, self._jobs.run(turn, call)), name=f"discord-job-{interaction.id}")
 
     async def on_unexpected(self, interaction: discord.Interaction[Any], error: BaseException) -> None:
         """The last resort: log with a reference, apologise privately, leak nothing."""
