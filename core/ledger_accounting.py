@@ -15,7 +15,7 @@ from core.errors import BudgetExhausted, CoolingDown, LimitReached, TooManyJobs
 from core.ledger_base import LedgerBase, Reservation, new_job_id
 from core.ledger_status import BLOCKED, FAILED, INTERRUPTED, REFUNDED, RESERVED, SUCCEEDED, UNDELIVERED, holding, may_become
 from core.models import ImageOptions, QuotaStatus, Requester, Usage
-from core.store import Connection
+from core.store import Connection, Store
 
 _USAGE = f"""
 SELECT {{group}} AS name,
@@ -263,8 +263,18 @@ class Accounting(LedgerBase):
 
     # -- reports ------------------------------------------------------------
 
+    def job_sync(self, job_id: str) -> dict[str, Any] | None:
+        """One job's row, as stored (the Again button, `imaginebot job`)."""
+        rows = self.store.query("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return rows[0] if rows else None
+
     def usage_sync(self, since_day: str) -> dict[str, list[dict[str, Any]]]:
         """Jobs, images, spend, blocks and failures since `since_day`, per
         user and per workspace/server, biggest spenders first."""
         return {name: self.store.query(_USAGE.format(group=group), (since_day,))
                 for name, group in (("users", "user_key"), ("workspaces", "workspace_key"))}  # fmt: skip
+
+
+def jobs_recorded_sync(store: Store) -> int:
+    """How many jobs the database holds (doctor: proof it can be read)."""
+    return int(store.query("SELECT COUNT(*) AS c FROM jobs")[0]["c"])
