@@ -10,6 +10,7 @@ from typing import Awaitable, Callable
 
 from bots.compose import UsageError, base_url_hint, database_error, database_problem, open_store
 from bots.settings import Settings
+from core.ledger_accounting import jobs_recorded_sync
 from core.config import Config
 from core.errors import ImagineError, NotAllowed
 from core.lifecycle import ModelStatus, configured_models, status_of
@@ -36,7 +37,7 @@ async def check_database(settings: Settings) -> list[Check]:
     except UsageError as e:
         return [(False, str(e))]
     try:
-        count = (await store.run(lambda: store.query("SELECT COUNT(*) AS c FROM jobs")))[0]["c"]
+        count = await store.run(jobs_recorded_sync, store)
         return [(True, f"database {redact(settings.db_path)} is usable ({count} jobs recorded)")]
     except Exception as e:  # any failure here is the admin's to fix: say what it was
         return [(False, database_error(settings.db_path, e))]

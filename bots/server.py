@@ -38,7 +38,8 @@ def build_web_app(
         return web.json_response(body, status=200 if ok else 503)
 
     async def metrics(_: web.Request) -> web.Response:
-        return web.Response(body=service.metrics.render(), headers={"Content-Type": service.metrics.content_type})
+        page, content_type = service.metrics_page()
+        return web.Response(body=page, headers={"Content-Type": content_type})
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)

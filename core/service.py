@@ -405,10 +405,9 @@ class ImageService:
     # -- lookups ------------------------------------------------------------
 
     async def job(self, job_id: str) -> JobRecord | None:
-        rows = await self.store.run(lambda: self.store.query("SELECT * FROM jobs WHERE id = ?", (job_id,)))
-        if not rows:
+        r = await self.store.run(self.ledger.job_sync, job_id)
+        if r is None:
             return None
-        r = rows[0]
         return JobRecord(
             job_id=r["id"],
             kind=r["kind"],
@@ -421,6 +420,14 @@ class ImageService:
             cost_usd=r["cost_usd"] or 0.0,
             error_code=r["error_code"],
         )
+
+    def observe_ack(self, platform: str, seconds: float) -> None:
+        """How long a platform waited for our acknowledgement (Slack's ack, Discord's defer)."""
+        self.metrics.ack_latency.labels(platform).observe(seconds)
+
+    def metrics_page(self) -> tuple[bytes, str]:
+        """/metrics: the page and its content type."""
+        return self.metrics.render(), self.metrics.content_type
 
     async def claim_event(self, key: str) -> bool:
         return await self.store.run(self.ledger.claim_event_sync, key)

@@ -441,7 +441,7 @@ class DiscordAdapter:
             return None
         # Discord's 3 seconds run from the interaction's creation (its snowflake time), not from our handler.
         waited = (discord.utils.utcnow() - interaction.created_at).total_seconds()
-        self.service.metrics.ack_latency.labels("discord").observe(max(0.0, waited))
+        self.service.observe_ack("discord", max(0.0, waited))
         if not await self._claimed(interaction):
             return None
         return notify_for(interaction, response.message_id if response is not None else None)

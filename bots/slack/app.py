@@ -172,7 +172,7 @@ class SlackAdapter:
         bolt_request = AsyncBoltRequest(body=body.decode("utf-8", "replace"), query=request.query_string, headers=request.headers)
         bolt_response = await self.app.async_dispatch(bolt_request)
         # With process_before_response=False bolt answers as soon as ack() is called: this is the ack time.
-        self.service.metrics.ack_latency.labels("slack").observe(time.monotonic() - started)
+        self.service.observe_ack("slack", time.monotonic() - started)
         return await to_aiohttp_response(bolt_response)
 
     async def start_socket_mode(self) -> None:
