@@ -139,10 +139,6 @@ class ShuttingDown(ProviderError):
     code = "shutting_down"
 
 
-class Interrupted(ProviderError):
-    code = "interrupted"
-
-
 class ModelShutDown(ProviderError):
     """The model is gone (OpenAI shut it down, 404 model_not_found), or the
     catalog or GET /models says it has: refunded, or refused before any call."""

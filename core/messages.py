@@ -49,11 +49,6 @@ def limit_reached(used: float, limit: int, units: float, resets_at: datetime, no
     return f"{head} Nothing was charged. Your limit resets at {when(resets_at, now)}."
 
 
-def weight_note(weights: dict[str, float]) -> str:
-    heavy = [f"{q} quality counts as {w:g}" for q, w in weights.items() if w != 1 and q != "auto"]
-    return ("; ".join(heavy) + ".") if heavy else ""
-
-
 def budget_exhausted(scope: str, resets_at: datetime, now: datetime) -> str:
     where = "this workspace's" if scope == "workspace" else "the bot's"
     return (

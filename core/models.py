@@ -5,11 +5,12 @@ Everything here is frozen: a request or a result, once made, is a fact.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Awaitable, Callable, Literal, Mapping
 
-Platform = Literal["slack", "discord", "cli"]
+# Named by the adapters ("slack", "discord", the CLI's "cli"): the core keeps no closed list.
+Platform = str
 JobKind = Literal["generate", "edit"]
 
 
@@ -24,10 +25,8 @@ class Requester:
     user: str
     channel: str = ""
     display_name: str = ""
-    locale: str = ""
     roles: tuple[str, ...] = ()  # Discord role ids and names, for per-role limits
     is_admin: bool = False  # workspace admin (Slack) / Manage Server (Discord)
-    raw: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
     @property
     def key(self) -> str:
@@ -87,10 +86,6 @@ class Usage:
     input_image_tokens: int = 0
     output_image_tokens: int = 0
     output_text_tokens: int = 0
-
-    @property
-    def total_tokens(self) -> int:
-        return self.input_text_tokens + self.input_image_tokens + self.output_image_tokens + self.output_text_tokens
 
 
 @dataclass(frozen=True)

@@ -31,10 +31,8 @@ def requester_for(interaction: discord.Interaction[Any]) -> Requester:
         user=str(user.id),
         channel=str(interaction.channel_id or ""),
         display_name=user.display_name,
-        locale=str(interaction.locale),
         roles=roles,
         is_admin=in_guild and interaction.permissions.manage_guild,
-        raw={"interaction_id": str(interaction.id), "channel_id": str(interaction.channel_id or "")},
     )
 
 

@@ -42,7 +42,7 @@ class Origin:
         }
 
 
-def requester(origin: Origin, *, display_name: str = "", is_admin: bool = False, raw: Mapping[str, Any] | None = None) -> Requester:
+def requester(origin: Origin, *, display_name: str = "", is_admin: bool = False) -> Requester:
     return Requester(
         platform="slack",
         workspace=origin.team,
@@ -50,7 +50,6 @@ def requester(origin: Origin, *, display_name: str = "", is_admin: bool = False,
         channel=origin.channel,
         display_name=display_name,
         is_admin=is_admin,
-        raw=raw,
     )
 
 
