@@ -71,6 +71,10 @@ def database_error(db: str, e: BaseException) -> str:
     return f"IMAGINEBOT_DB={db} can't be opened ({type(e).__name__}: {text}). Check the path and its permissions."
 
 
+# What opening a database can raise that an operator must hear about in words.
+OPEN_FAULTS: tuple[type[BaseException], ...] = (*DATABASE_FAULTS, SchemaTooNew)
+
+
 async def open_store(settings: Settings, *, must_exist: bool = False) -> Store:
     """The database, opened, or a UsageError naming IMAGINEBOT_DB."""
     db = settings.db_path
@@ -80,7 +84,7 @@ async def open_store(settings: Settings, *, must_exist: bool = False) -> Store:
     store = store_for(db)
     try:
         await store.open()
-    except (*DATABASE_FAULTS, SchemaTooNew) as e:
+    except OPEN_FAULTS as e:
         await store.close()
         raise UsageError(database_error(db, e)) from None
     return store
@@ -96,7 +100,7 @@ async def open_service(settings: Settings, config: Config) -> ImageService:
     provider = OpenAIProvider(client, config)
     try:
         return await ImageService.open(config, settings.db_path, provider)
-    except (*DATABASE_FAULTS, SchemaTooNew) as e:
+    except OPEN_FAULTS as e:
         await provider.close()
         raise UsageError(database_error(settings.db_path, e)) from None
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Sequence
 
 from bots.compose import UsageError, base_url_hint, database_error, database_problem, open_store
 from bots.settings import Settings
@@ -114,7 +114,7 @@ async def run_doctor(settings: Settings, config: Config, *, live: bool = False) 
     checks: list[Check] = [(True, f"config {config.source} is valid")]
     checks += await check_database(settings)
     checks += await check_openai(settings, config, live=live)
-    platform_checks: list[Callable[[], Awaitable[list[Check]]]] = []
+    platform_checks: list[Callable[[], Awaitable[Sequence[Check]]]] = []
     if settings.slack_enabled:
         from bots.slack.doctor import check_slack
 

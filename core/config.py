@@ -69,7 +69,7 @@ def _gpt_image_2_like(**facts: Any) -> ModelInfo:
 
 
 def _retired(shutdown_date: str, replacement: str, image_output: float, **prices: float) -> ModelInfo:
-    base = {"text_input": 5.00, "cached_text_input": 1.25, "image_input": 8.00, "cached_image_input": 2.00, **prices}
+    base: dict[str, Any] = {"text_input": 5.00, "cached_text_input": 1.25, "image_input": 8.00, "cached_image_input": 2.00, **prices}
     return ModelInfo(image_output=image_output, transparent=True, any_size=False, shutdown_date=shutdown_date,
                      replacement=replacement, **base)  # fmt: skip
 
@@ -204,7 +204,7 @@ def load_config(path: str | Path | None) -> Config:
 
 def config_from_mapping(raw: Mapping[str, Any], *, source: str = "(mapping)") -> Config:
     rest = {k: v for k, v in raw.items() if k != "models"}
-    cfg = _build(Config, rest, source, prefix="")
+    cfg: Config = _build(Config, rest, source, prefix="")
     catalog = _build_catalog(raw.get("models", {}), cfg.pricing.models, source)
     cfg = dataclasses.replace(cfg, models=catalog, source=source)
     _check_semantics(cfg)
@@ -252,7 +252,7 @@ def _build(cls: type, raw: Mapping[str, Any], source: str, prefix: str, base: An
 
 def _convert(hint: Any, value: Any, source: str, key: str) -> Any:
     origin = typing.get_origin(hint)
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _build(hint, value, source, prefix=f"{key}.")
     if origin in (collections.abc.Mapping, dict):
         key_t, val_t = typing.get_args(hint)

@@ -65,7 +65,7 @@ def normalize_size(value: str, config: Config) -> str:
             f"and {max_pixels:,} pixels."
         )
     if not config.limits.allow_2k and w * h > 1536 * 1024:
-        raise InvalidInput(f"Sizes above 1536x1024 are turned off on this server. Try square, portrait or landscape.")
+        raise InvalidInput("Sizes above 1536x1024 are turned off on this server. Try square, portrait or landscape.")
     return size
 
 

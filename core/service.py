@@ -31,7 +31,7 @@ from core.errors import (
 )
 from core.images import MAX_INPUT_IMAGES, check_edit_inputs
 from core.ledger import Clock, Ledger, Reservation, new_job_id, utc_now
-from core.ledger_writes import DATABASE_FAULTS, LedgerWrites
+from core.ledger_writes import LedgerWrites
 from core.metrics import Metrics
 from core.model_slots import ModelSlots
 from core.models import (
@@ -53,7 +53,7 @@ from core.options import check_options, check_prompt, route_model
 from core.pricing import cost_usd, estimate_usd, weighted_units
 from core.progress import ProgressReporter
 from core.provider import ImageProvider, ProviderResult, safety_identifier
-from core.store import Store, store_for
+from core.store import DATABASE_FAULTS, Store, store_for
 
 log = logging.getLogger("imaginebot.core")
 
@@ -470,7 +470,8 @@ class ImageService:
                 continue
             if jobs:
                 # Telling users takes network calls: never hold up the next heartbeat for them.
-                task = asyncio.create_task(self._announce(jobs), name="imaginebot-announce-recovered")
+                task = asyncio.ensure_future(self._announce(jobs))
+                task.set_name("imaginebot-announce-recovered")
                 self._announcing.add(task)
                 task.add_done_callback(self._announcing.discard)
 

@@ -48,7 +48,7 @@ class JobButton(
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction[Any], item: discord.ui.Button[Any], match: re.Match[str], /
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str], /
     ) -> JobButton:
         return cls(match["action"], match["job_id"])
 
@@ -90,5 +90,6 @@ class EditInstructionModal(discord.ui.Modal):
     async def on_submit(self, interaction: discord.Interaction[Any]) -> None:
         await self._on_instruction(interaction, self.instruction.value)
 
-    async def on_error(self, interaction: discord.Interaction[Any], error: Exception, /) -> None:
+    # discord.py's Modal.on_error takes no item (its stubs inherit View's, which does).
+    async def on_error(self, interaction: discord.Interaction[Any], error: Exception, /) -> None:  # type: ignore[override]
         await _adapter(interaction).on_unexpected(interaction, error)

@@ -89,7 +89,7 @@ def fit_image(image: GeneratedImage, limit: int, *, label: str = "") -> FittedIm
     data = b""
     scale = 1.0
     for _ in range(8):
-        frame = rgb if scale == 1.0 else rgb.resize((max(1, int(rgb.width * scale)), max(1, int(rgb.height * scale))), Image.LANCZOS)
+        frame = rgb if scale == 1.0 else rgb.resize((max(1, int(rgb.width * scale)), max(1, int(rgb.height * scale))), Image.Resampling.LANCZOS)
         for quality in (90, 80, 70, 60):
             data = _jpeg(frame, quality)
             if len(data) <= limit:

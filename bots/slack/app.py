@@ -128,7 +128,7 @@ class SlackAdapter:
     async def _once(self, req: AsyncBoltRequest, body: dict[str, Any], next: Callable[[], Awaitable[None]]) -> BoltResponse | None:
         """Every payload runs once, however often Slack (or a replay) delivers
         it: a repeat is acked, so Slack stops retrying, and does nothing."""
-        timestamps = req.headers.get("x-slack-request-timestamp") or [None]
+        timestamps: Sequence[str | None] = req.headers.get("x-slack-request-timestamp") or [None]
         key = delivery_key(body, raw_body=req.raw_body, timestamp=timestamps[0])
         if key is not None:
             try:
@@ -169,7 +169,7 @@ class SlackAdapter:
             return web.Response(status=503, text="shutting down")
         self._session()
         started = time.monotonic()
-        bolt_request = AsyncBoltRequest(body=body.decode("utf-8", "replace"), query=request.query_string, headers=request.headers)
+        bolt_request = AsyncBoltRequest(body=body.decode("utf-8", "replace"), query=request.query_string, headers=dict(request.headers))
         bolt_response = await self.app.async_dispatch(bolt_request)
         # With process_before_response=False bolt answers as soon as ack() is called: this is the ack time.
         self.service.observe_ack("slack", time.monotonic() - started)
