@@ -85,7 +85,8 @@ class DiscordAdapter:
         self._hosts = allowed_hosts(self._api_url)
         self.client = ImaginebotClient(self)
         register_commands(self.client.tree, self, config)
-        self._jobs = JobRunner(config.server.max_background_tasks, refund=service.delivery_failed, name="discord")
+        # Looked up when needed: `imaginebot discord-sync` makes an adapter without a service.
+        self._jobs = JobRunner(config.server.max_background_tasks, refund=lambda job_id, why: self.service.delivery_failed(job_id, why), name="discord")
         self._recent = RecentInteractions()
         self._lanes = delivery.Lanes()
         self._connected = asyncio.Event()
