@@ -13,7 +13,9 @@ from core.store_schema import SchemaTooNew
 
 
 def _about_target(text: str, target: str) -> str:
-    return text.replace(f"IMAGINEBOT_DB={target}", f"--to {target}").replace(f"IMAGINEBOT_DB={redact(target)}", f"--to {redact(target)}")
+    for shown in (target, redact(target)):
+        text = text.replace(f"IMAGINEBOT_DB={shown}", f"--to {shown}")
+    return text
 
 
 async def migrate_to(settings: Settings, target: str) -> int:

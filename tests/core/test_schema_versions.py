@@ -74,7 +74,9 @@ async def test_a_database_newer_than_this_build_is_refused(tmp_path: Path) -> No
     await store.open()
     await store.run(lambda: store.query("SELECT 1"))
     conn = sqlite3.connect(db)
-    conn.execute("INSERT INTO schema_migrations (version, what, applied_at) VALUES (?, 'from the future', 0)", (SCHEMA_VERSION + 1,))
+    conn.execute(
+        "INSERT INTO schema_migrations (version, what, applied_at) VALUES (?, 'from the future', 0)", (SCHEMA_VERSION + 1,)
+    )
     conn.commit()
     conn.close()
     await store.close()
