@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--days", type=int, default=7, help="how many days back, today included (default 7)")
     u.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
+    mg = sub.add_parser("migrate", help="copy every row of this database (IMAGINEBOT_DB) into another, empty one")
+    mg.add_argument("--to", required=True, metavar="URL", help="a postgresql:// URL or a SQLite file path")
     doc = sub.add_parser("doctor", help="check config, database, OpenAI, Slack and Discord credentials")
     doc.add_argument("--live", action="store_true", help="also make one low-quality image (about $0.006): the only check of organisation verification and credit")
     m = sub.add_parser("slack-manifest", help="print the Slack app manifest for this build")
@@ -93,10 +95,14 @@ def cli_requester() -> Requester:
 async def _dispatch(args: argparse.Namespace, settings: Settings, config: Config) -> int:
     from bots.logs import setup_logging
 
-    quiet = args.command in ("generate", "edit", "usage", "slack-manifest", "doctor", "discord-sync")
+    quiet = args.command in ("generate", "edit", "usage", "migrate", "slack-manifest", "doctor", "discord-sync")
     setup_logging(json_format=settings.log_format == "json", secrets=settings.secrets(), level=logging.WARNING if quiet else logging.INFO)
     if args.command in ("generate", "edit"):
         return await _make_images(args, settings, config)
+    if args.command == "migrate":
+        from bots.migrate import migrate_to
+
+        return await migrate_to(settings, args.to)
     if args.command == "usage":
         from bots.usage_report import print_usage
 

@@ -33,8 +33,12 @@ class Accounting(LedgerBase):
 
     def _daily_limit(self, conn: Connection, requester: Requester) -> int:
         row = conn.execute("SELECT daily FROM user_limits WHERE user_key = ?", (requester.key,)).fetchone()
-        if row is not None:
-            return int(row[0])
+        return self._limit_of(conn, requester, None if row is None else int(row[0]))
+
+    def _limit_of(self, conn: Connection, requester: Requester, override: int | None) -> int:
+        """The user's own limit if an admin set one, else their roles', else the default."""
+        if override is not None:
+            return override
         role_limits: list[int] = []
         if requester.roles:
             marks = ",".join("?" * len(requester.roles))
@@ -49,13 +53,33 @@ class Accounting(LedgerBase):
 
     def _workspace_budget(self, conn: Connection, workspace_key: str) -> float:
         row = conn.execute("SELECT daily_usd FROM budgets WHERE workspace_key = ?", (workspace_key,)).fetchone()
-        return float(row[0]) if row is not None else self.config.limits.daily_budget_usd_per_workspace
+        return self._budget_of(None if row is None else row[0])
+
+    def _budget_of(self, override: float | None) -> float:
+        return float(override) if override is not None else self.config.limits.daily_budget_usd_per_workspace
 
     def _cooldown_until(self, conn: Connection, user_key: str, now: float) -> datetime | None:
         row = conn.execute("SELECT until FROM cooldowns WHERE user_key = ?", (user_key,)).fetchone()
-        if row is None or row[0] <= now:
+        return self._cooldown_of(None if row is None else row[0], now)
+
+    def _cooldown_of(self, until: float | None, now: float) -> datetime | None:
+        if until is None or until <= now:
             return None
-        return datetime.fromtimestamp(row[0], timezone.utc).astimezone(self.config.zone)
+        return datetime.fromtimestamp(until, timezone.utc).astimezone(self.config.zone)
+
+    @staticmethod
+    def _standing(conn: Connection, requester: Requester, day: str) -> tuple[Any, ...]:
+        """What a reservation checks about its user, in one statement (one
+        round trip to a database server): cool-down end, jobs in flight,
+        the admin's limit for them, units used today, the workspace budget."""
+        return tuple(conn.execute(
+            "SELECT (SELECT until FROM cooldowns WHERE user_key = ?), "
+            "(SELECT COUNT(*) FROM jobs WHERE user_key = ? AND " + holding() + "), "
+            "(SELECT daily FROM user_limits WHERE user_key = ?), "
+            "(SELECT COALESCE(SUM(units), 0) FROM jobs WHERE user_key = ? AND day = ?), "
+            "(SELECT daily_usd FROM budgets WHERE workspace_key = ?)",
+            (requester.key, requester.key, requester.key, requester.key, day, requester.workspace_key),
+        ).fetchone())  # fmt: skip
 
     # -- reserve / settle / refund -----------------------------------------
 
@@ -83,22 +107,17 @@ class Accounting(LedgerBase):
             # everyone): exact across processes, and no two reservations wait
             # for each other in a circle.
             self.store.lock(conn, f"user:{requester.key}")
-            until = self._cooldown_until(conn, requester.key, now)
+            cooldown, in_flight, override, used, budget_override = self._standing(conn, requester, day)
+            until = self._cooldown_of(cooldown, now)
             if until is not None:
                 raise CoolingDown(messages.cooling_down(until, now_dt), until=until, job_id=job_id)
-            in_flight = conn.execute(
-                "SELECT COUNT(*) FROM jobs WHERE user_key = ? AND " + holding(), (requester.key,)
-            ).fetchone()[0]
             if in_flight >= limits.max_jobs_in_flight_per_user:
                 raise TooManyJobs(messages.too_many_jobs(limits.max_jobs_in_flight_per_user), job_id=job_id)
-            limit = self._daily_limit(conn, requester)
-            used = conn.execute(
-                "SELECT COALESCE(SUM(units), 0) FROM jobs WHERE user_key = ? AND day = ?", (requester.key, day)
-            ).fetchone()[0]
+            limit = self._limit_of(conn, requester, None if override is None else int(override))
             if used + units > limit:
                 resets = self.resets_at()
                 raise LimitReached(messages.limit_reached(used, limit, units, resets, now_dt), resets_at=resets, job_id=job_id)
-            budget = self._workspace_budget(conn, requester.workspace_key)
+            budget = self._budget_of(budget_override)
             if budget > 0:
                 self.store.lock(conn, f"workspace:{requester.workspace_key}")
                 spent = conn.execute(
@@ -159,7 +178,9 @@ class Accounting(LedgerBase):
                 ),
             )
 
-    def refund_sync(self, job_id: str, *, status: str = FAILED, error_code: str | None = None, attempts: int | None = None) -> bool:
+    def refund_sync(
+        self, job_id: str, *, status: str = FAILED, error_code: str | None = None, attempts: int | None = None
+    ) -> bool:
         """Give back what the job reserved. Idempotent: only a job still
         holding its reservation is refunded, so a refund never happens twice."""
         if status not in REFUNDED:
@@ -231,7 +252,8 @@ class Accounting(LedgerBase):
             if limits.cooldown_minutes > 0 and count >= limits.policy_blocks_before_cooldown:
                 until = now + limits.cooldown_minutes * 60
                 conn.execute(
-                    "INSERT INTO cooldowns (user_key, until) VALUES (?, ?) ON CONFLICT(user_key) DO UPDATE SET until = excluded.until",
+                    "INSERT INTO cooldowns (user_key, until) VALUES (?, ?) "
+                    "ON CONFLICT(user_key) DO UPDATE SET until = excluded.until",
                     (reservation.requester_key, until),
                 )
                 return datetime.fromtimestamp(until, timezone.utc).astimezone(self.config.zone)

@@ -19,14 +19,18 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from typing import Any, Callable, Protocol, Sequence, TypeVar
 
-import psycopg
-
 T = TypeVar("T")
 
 # What a database that can't take a write raises (SQLITE_FULL, the store's
 # own "file is gone", a PostgreSQL server that went away); anything else is
 # a bug, which retrying would not fix.
-DATABASE_FAULTS: tuple[type[BaseException], ...] = (sqlite3.Error, psycopg.Error, OSError)
+DATABASE_FAULTS: tuple[type[BaseException], ...] = (sqlite3.Error, OSError)
+try:
+    import psycopg
+except ImportError:  # the SQLite default runs without the PostgreSQL driver
+    pass
+else:
+    DATABASE_FAULTS += (psycopg.Error,)
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 

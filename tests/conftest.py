@@ -3,13 +3,13 @@ through the real AsyncOpenAI SDK, and fresh databases on either backend."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
 from urllib.parse import quote
 
-import psycopg
 import pytest
 
 from core.config import Config, config_from_mapping
@@ -28,6 +28,10 @@ BACKENDS = ("sqlite", "postgresql")
 
 
 def postgres_or_skip() -> None:
+    try:
+        import psycopg
+    except ImportError:
+        pytest.skip('the PostgreSQL driver is not installed (pip install -e ".[dev]")')
     try:
         psycopg.connect(POSTGRES, connect_timeout=3).close()
     except psycopg.OperationalError as e:
@@ -52,20 +56,31 @@ def db_url(backend: str, tmp_path: Path) -> Iterator[DbUrl]:
         yield lambda name: str(tmp_path / f"{name}.db")
         return
     postgres_or_skip()
-    schemas: dict[str, str] = {}
+    with contextlib.ExitStack() as stack:
+        urls: dict[str, str] = {}
 
-    def make(name: str) -> str:
-        if name not in schemas:
-            schemas[name] = f"t_{uuid.uuid4().hex[:16]}"
-            with psycopg.connect(POSTGRES, autocommit=True) as conn:
-                conn.execute(f"CREATE SCHEMA {schemas[name]}")
-        return f"{POSTGRES}?options={quote(f'-csearch_path={schemas[name]}')}"
+        def make(name: str) -> str:
+            if name not in urls:
+                urls[name] = stack.enter_context(fresh_postgres_schema())
+            return urls[name]
 
-    yield make
-    if schemas:
+        yield make
+
+
+@contextlib.contextmanager
+def fresh_postgres_schema() -> Iterator[str]:
+    """The URL of an empty PostgreSQL schema of its own (the URL's
+    search_path selects it), dropped afterwards."""
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(POSTGRES, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{POSTGRES}?options={quote(f'-csearch_path={schema}')}"
+    finally:
         with psycopg.connect(POSTGRES, autocommit=True) as conn:
-            for schema in schemas.values():
-                conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
 @pytest.fixture
