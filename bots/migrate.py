@@ -5,11 +5,10 @@ be in it."""
 
 from __future__ import annotations
 
-from bots.compose import UsageError, database_error, database_problem, open_store
+from bots.compose import OPEN_FAULTS, UsageError, database_error, database_problem, open_store
 from bots.settings import Settings
-from core.store import DATABASE_FAULTS, redact, store_for
+from core.store import redact, store_for
 from core.store_copy import TargetNotEmpty, copy_database
-from core.store_schema import SchemaTooNew
 
 
 def _about_target(text: str, target: str) -> str:
@@ -29,7 +28,7 @@ async def migrate_to(settings: Settings, target: str) -> int:
         dest = store_for(target)
         try:
             await dest.open()
-        except (*DATABASE_FAULTS, SchemaTooNew) as e:
+        except OPEN_FAULTS as e:
             await dest.close()
             raise UsageError(_about_target(database_error(target, e), target)) from None
         try:
