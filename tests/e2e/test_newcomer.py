@@ -397,3 +397,70 @@ async def test_a_slow_cli_call_shows_the_elapsed_time(tmp_path: Path, fake_opena
     code, out, err = await imaginebot("generate", "a slow fox", cwd=tmp_path, env=env)
     assert code == 0, err
     assert any(line.startswith("imaginebot: working") and " s" in line for line in err.splitlines()), err
+
+
+# ----------------------------------------------------------------------------- smaller things a new admin trips on
+
+
+async def test_version_and_unknown_flags(tmp_path: Path) -> None:
+    code, out, err = await imaginebot("--version", cwd=tmp_path, env=base_env())
+    assert code == 0 and out.startswith("imaginebot ") and out.split()[1][0].isdigit(), out + err
+    code, _, err = await imaginebot("generate", "a fox", "--bogus", cwd=tmp_path, env=base_env())
+    assert code == 2 and "usage: imaginebot generate" in err and "--bogus" in err, err
+
+
+async def test_bad_counts_and_sizes_exit_alike_in_terminal_words(tmp_path: Path, fake_openai: FakeOpenAI) -> None:
+    env = _cli_env(fake_openai, tmp_path)
+    results = [await imaginebot("generate", "a fox", "--n", n, cwd=tmp_path, env=env) for n in ("two", "0")]
+    assert {code for code, _, _ in results} == {1}, results
+    assert all("1 to 8" in err and "Traceback" not in err for _, _, err in results), results
+    code, _, err = await imaginebot("generate", "a fox", "--size", "5000x5000", cwd=tmp_path, env=env)
+    assert code == 1 and "too large" in err, err
+    (tmp_path / "notes.png").write_text("not a picture")
+    code, _, err = await imaginebot("edit", "notes.png", "--prompt", "x", cwd=tmp_path, env=env)
+    assert code == 1 and "PNG, JPEG or WebP" in err and "Upload" not in err and "upload" not in err, err
+    code, _, err = await imaginebot("generate", " ", cwd=tmp_path, env=env)
+    assert code == 1 and "prompt is empty" in err and "/imagine" not in err, err
+    assert fake_openai.requests == []
+
+
+async def test_an_edit_without_size_keeps_the_first_image_shape(tmp_path: Path, fake_openai: FakeOpenAI) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (300, 200), "red").save(tmp_path / "wide.png")
+    Image.new("RGB", (200, 300), "red").save(tmp_path / "tall.png")
+    env = _cli_env(fake_openai, tmp_path)
+    shapes = []
+    for name, size in (("wide.png", []), ("tall.png", []), ("wide.png", ["--size", "square"])):
+        code, out, err = await imaginebot("edit", name, "--prompt", "watercolor", *size, cwd=tmp_path, env=env)
+        assert code == 0, err
+        with Image.open(tmp_path / out.split()[0]) as result:
+            shapes.append(result.size)
+    assert [call.form["size"] for call in fake_openai.calls("/images/edits")] == ["auto", "auto", "1024x1024"]
+    assert shapes == [(1536, 1024), (1024, 1536), (1024, 1024)]
+
+
+async def test_the_operator_manages_limits_and_budgets_from_the_terminal(tmp_path: Path, fake_openai: FakeOpenAI) -> None:
+    (tmp_path / "bot.toml").write_text("[limits]\ndaily_images_per_user = 1\n")
+    env = {**_cli_env(fake_openai, tmp_path), "IMAGINEBOT_CONFIG": str(tmp_path / "bot.toml")}
+    assert (await imaginebot("generate", "one fox", cwd=tmp_path, env=env))[0] == 0
+    code, _, err = await imaginebot("generate", "a second fox", cwd=tmp_path, env=env)
+    assert code == 1 and "imaginebot admin" in err, err  # the way out is named
+
+    code, out, err = await imaginebot("admin", "reset", "me", cwd=tmp_path, env=env)
+    assert code == 0, err
+    assert (await imaginebot("generate", "a second fox", cwd=tmp_path, env=env))[0] == 0
+
+    code, out, err = await imaginebot("admin", "limit", "me", "3", cwd=tmp_path, env=env)
+    assert code == 0 and "3" in out, err
+    assert (await imaginebot("generate", "a third fox", cwd=tmp_path, env=env))[0] == 0
+
+    code, out, err = await imaginebot("admin", "budget", "slack:T0FAKE", "2.50", cwd=tmp_path, env=base_env({"IMAGINEBOT_DB": env["IMAGINEBOT_DB"]}))
+    assert code == 0 and "2.50" in out, err  # no OpenAI key needed
+    code, _, err = await imaginebot("admin", "limit", "nobody", "3", cwd=tmp_path, env=env)
+    assert_one_line_error(code, err, expected_code=2, names="USER", says="slack:")
+    conn = sqlite3.connect(tmp_path / "imaginebot.db")
+    try:
+        assert conn.execute("SELECT workspace_key, daily_usd FROM budgets").fetchall() == [("slack:T0FAKE", 2.5)]
+    finally:
+        conn.close()
