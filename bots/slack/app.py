@@ -199,7 +199,7 @@ class SlackAdapter:
         if self._socket is not None:
             session = self._socket.client.current_session
             return session is not None and not session.closed
-        return True
+        return self._app_token is None  # Socket Mode not connected (yet): down; HTTP mode needs no connection
 
     async def close(self, grace_seconds: float = 0) -> None:
         """Stop taking new work; let running jobs finish for `grace_seconds`,

@@ -181,44 +181,59 @@ async def test_a_discord_token_discord_refuses_exits_2(command: str, tmp_path: P
     assert_one_line_error(code, plain, expected_code=2, names="DISCORD_BOT_TOKEN", says="refused")
 
 
+def _dead_url(path: str) -> str:
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{closed.getsockname()[1]}{path}"
+
+
+async def _wait_health(bot: BotProcess, **want: str) -> None:
+    """Bounded poll of /healthz until each adapter is in the wanted state."""
+    seen: list[Any] = []
+    for _ in range(600):
+        assert bot.proc is not None and bot.proc.returncode is None, bot.log_tail()
+        try:
+            status, body = await bot.get("/healthz")
+            seen.append({"http_status": status, **json.loads(body)})
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            seen.append(None)
+        if seen[-1] and all(seen[-1].get(k) == v for k, v in want.items()):
+            assert seen[-1]["http_status"] == 503
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"healthz never showed {want}: {seen[-3:]}\n{bot.log_tail()}")
+
+
 async def test_an_unreachable_discord_at_start_leaves_slack_serving(
     tmp_path: Path, fakes: Fakes, http: aiohttp.ClientSession
 ) -> None:
-    with socket.socket() as closed:  # a port nobody listens on
-        closed.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{closed.getsockname()[1]}/api/v10"
-    env = _bot_env(fakes, tmp_path, DISCORD_API_URL=dead)
+    env = _bot_env(fakes, tmp_path, DISCORD_API_URL=_dead_url("/api/v10"))
     bot = BotProcess(env=env, workdir=tmp_path, log_path=tmp_path / "bot.log", http=http)
     await bot.start()
     try:
-        async def health() -> dict[str, Any] | None:
-            try:
-                status, body = await bot.get("/healthz")
-            except (aiohttp.ClientError, asyncio.TimeoutError):
-                return None
-            return {"http_status": status, **json.loads(body)}
-
-        seen: list[Any] = []
-
-        async def slack_up_discord_down() -> bool:
-            assert bot.proc is not None and bot.proc.returncode is None, bot.log_tail()
-            h = await health()
-            seen.append(h)
-            return h is not None and h.get("slack") == "up" and h.get("discord") == "down"
-
-        for _ in range(600):
-            if await slack_up_discord_down():
-                break
-            await asyncio.sleep(0.1)
-        else:
-            raise AssertionError(f"healthz never showed slack up, discord down: {seen[-3:]}\n{bot.log_tail()}")
-        assert seen[-1]["http_status"] == 503
+        await _wait_health(bot, slack="up", discord="down")
 
         fakes.slack.add_user("UNEW")
         alice = SlackUser(fakes.slack, http, fakes.secrets.slack_signing_secret, "UNEW")
         ack = await alice.imagine(bot, "a fox while discord is away")
         assert ack.status == 200
         await eventually(alice.deliveries, what="the Slack delivery while Discord is unreachable", seen=alice.outcomes)
+        assert bot.proc is not None and bot.proc.returncode is None
+        assert "Traceback" not in bot.log_text()
+    finally:
+        await bot.close()
+
+
+async def test_an_unreachable_slack_at_start_leaves_discord_serving(
+    tmp_path: Path, fakes: Fakes, http: aiohttp.ClientSession
+) -> None:
+    env = _bot_env(fakes, tmp_path, SLACK_APP_TOKEN=fakes.slack.app_token, SLACK_API_URL=_dead_url("/api/"))
+    bot = BotProcess(env=env, workdir=tmp_path, log_path=tmp_path / "bot.log", http=http)
+    await bot.start()
+    try:
+        await _wait_health(bot, slack="down", discord="up")
+        ix = await fakes.discord.send_slash_command("imagine", {"prompt": "a fox while slack is away"}, user_id="710000000000000042")
+        await fakes.discord.wait_for_result(ix)
         assert bot.proc is not None and bot.proc.returncode is None
         assert "Traceback" not in bot.log_text()
     finally:
