@@ -10,18 +10,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import getpass
+import importlib.metadata
 import logging
 import sys
 import tempfile
 from pathlib import Path
 from typing import Sequence, cast
 
+from bots.admin_cli import add_admin_parser, cli_requester, run_admin
 from bots.compose import UsageError, open_service, operator_message, read_config
 from bots.settings import Settings
 from core.config import Config
-from core.errors import ConfigError, ImagineError
-from core.models import ImageResult, Progress, Requester, Upload
+from core.errors import ConfigError, ImagineError, LimitReached
+from core.models import ImageResult, Progress, Upload
 from core.options import BACKGROUNDS, FORMATS, QUALITIES, build_options
 from core.service import ImageService
 
@@ -30,6 +31,7 @@ EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="imaginebot", description="gpt-image-2 in Slack and Discord, with limits and budgets.")
+    p.add_argument("--version", action="version", version=f"imaginebot {_version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("run", help="start every adapter whose credentials are set, plus the HTTP server")
     sub.add_parser("slack", help="start the Slack adapter only (plus the HTTP server)")
@@ -59,20 +61,33 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--url", help="public base URL of this bot (for HTTP mode), e.g. https://bot.example.com")
     d = sub.add_parser("discord-sync", help="register the Discord application commands")
     d.add_argument("--guild", type=int, help="register in one server only (instant) instead of globally")
+    d.add_argument("--clear", action="store_true", help="remove the commands instead (from --guild's server, or the global ones)")
+    add_admin_parser(sub)
+    for subparser in sub.choices.values():
+        subparser.set_defaults(usage_of=subparser)  # an unknown flag is shown with this command's usage
     return p
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("imaginebot")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown (not installed)"
 
 
 def _image_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", help="square, portrait, landscape, 2k, wide-2k, tall-2k, auto or WxH")
     p.add_argument("--quality", choices=QUALITIES)
-    p.add_argument("--n", type=int, help="number of images")
+    p.add_argument("--n", help="number of images")  # checked by the core, so "two" and "0" get the same answer
     p.add_argument("--background", choices=BACKGROUNDS, help="transparent needs --format png or webp")
     p.add_argument("--model", help="one of the config's openai.allowed_models")
     p.add_argument("--out", default=".", help="directory to write the images into (default: .)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:  # argparse would show the top-level usage; the command's own helps more
+        args.usage_of.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         settings = Settings.from_env()
         config = read_config(settings)
@@ -85,11 +100,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAIL
     except KeyboardInterrupt:
         return EXIT_FAIL
-
-
-def cli_requester() -> Requester:
-    login = getpass.getuser()
-    return Requester(platform="cli", workspace="local", user=login, display_name=login)
 
 
 async def _dispatch(args: argparse.Namespace, settings: Settings, config: Config) -> int:
@@ -117,7 +127,9 @@ async def _dispatch(args: argparse.Namespace, settings: Settings, config: Config
         print(slack_manifest(args.url))
         return EXIT_OK
     if args.command == "discord-sync":
-        return await _discord_sync(settings, config, args.guild)
+        return await _discord_sync(settings, config, args.guild, clear=args.clear)
+    if args.command == "admin":
+        return await run_admin(args, settings, config)
     from bots.runner import run
 
     return await run(settings, config, only=None if args.command == "run" else args.command)
@@ -141,6 +153,9 @@ async def _make_images(args: argparse.Namespace, settings: Settings, config: Con
                 result = await service.edit(requester, args.prompt, images, options, mask=mask, progress=show_progress)
         except ImagineError as e:
             print(operator_message(settings, e), file=sys.stderr)
+            if isinstance(e, LimitReached):
+                print("  You run this bot: `imaginebot admin reset me` gives today's images back, "
+                      "`imaginebot admin limit me N` sets your own limit.", file=sys.stderr)  # fmt: skip
             return EXIT_FAIL
         try:
             paths = _write_images(out, result)
@@ -204,7 +219,7 @@ def _read_upload(path: str) -> Upload:
         raise UsageError(f"can't read {path}: {e.strerror}.") from None
 
 
-async def _discord_sync(settings: Settings, config: Config, guild: int | None) -> int:
+async def _discord_sync(settings: Settings, config: Config, guild: int | None, *, clear: bool = False) -> int:
     """Registering commands needs only the Discord token: no OpenAI key, no database."""
     if not settings.discord_bot_token:
         raise UsageError("DISCORD_BOT_TOKEN is not set. Set it to register the Discord commands.")
@@ -215,12 +230,15 @@ async def _discord_sync(settings: Settings, config: Config, guild: int | None) -
     # The adapter reaches its service only when a command runs, never while syncing.
     adapter = DiscordAdapter(cast(ImageService, None), config, token=settings.discord_bot_token, api_url=settings.discord_api_url)
     try:
-        count = await adapter.sync_commands(guild)
+        count = await adapter.sync_commands(guild, clear=clear)
     except LoginFailure:
         raise UsageError("Discord refused DISCORD_BOT_TOKEN. Copy the bot token again from the Discord Developer Portal "
                          "(your application → Bot → Reset Token).") from None  # fmt: skip
     finally:
         await adapter.client.close()
+    if clear:
+        print(f"Removed the commands {f'of server {guild}' if guild else 'registered globally'}.")
+        return EXIT_OK
     where = f"server {guild}" if guild else "every server (global commands can take up to an hour to appear)"
     print(f"Registered {count} commands for {where}.")
     return EXIT_OK

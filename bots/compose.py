@@ -90,13 +90,15 @@ async def open_store(settings: Settings, *, must_exist: bool = False) -> Store:
     return store
 
 
-async def open_service(settings: Settings, config: Config) -> ImageService:
-    if not settings.openai_api_key:
+async def open_service(settings: Settings, config: Config, *, need_openai: bool = True) -> ImageService:
+    """`need_openai=False` for commands that make no model call (admin)."""
+    if need_openai and not settings.openai_api_key:
         raise UsageError("OPENAI_API_KEY is not set. Set it in the environment or in a .env file.")
     problem = database_problem(settings.db_path, must_exist=False)
     if problem:
         raise UsageError(problem)
-    client = make_client(settings.openai_api_key, base_url=settings.openai_base_url, timeout_seconds=config.openai.timeout_seconds)
+    key = settings.openai_api_key or "no-key:this-command-makes-no-openai-call"
+    client = make_client(key, base_url=settings.openai_base_url, timeout_seconds=config.openai.timeout_seconds)
     provider = OpenAIProvider(client, config)
     try:
         return await ImageService.open(config, settings.db_path, provider)

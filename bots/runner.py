@@ -17,6 +17,7 @@ from bots.compose import UsageError, open_service
 from bots.server import build_web_app
 from bots.settings import Settings
 from core.config import Config
+from core.errors import ConfigError
 from core.models import InterruptedJob
 from core.service import interrupted_log_fields
 
@@ -82,18 +83,20 @@ async def run(settings: Settings, config: Config, *, only: str | None) -> int:
 
     stop = asyncio.Event()
     config_errors: list[str] = []
-    discord_start: asyncio.Task[None] | None = None
+    starting: list[asyncio.Task[None]] = []
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     try:
         if slack is not None and settings.slack_app_token:
-            await slack.start_socket_mode()
+            starting.append(asyncio.create_task(_keep_starting("slack", slack, settings.slack_api_url or "https://slack.com/api/",
+                                                               stop, config_errors), name="slack-start"))  # fmt: skip
         if discord is not None:
             # In the background: an unreachable Discord must not keep Slack
             # (or /healthz) from serving; a refused token stops the process.
-            discord_start = asyncio.create_task(_start_discord(discord, settings, stop, config_errors), name="discord-start")
+            starting.append(asyncio.create_task(_keep_starting("discord", discord, settings.discord_api_url or "https://discord.com",
+                                                               stop, config_errors), name="discord-start"))  # fmt: skip
         # Everything made at start-up (SDKs, command trees, config) lives for
         # the whole run: keep the collector from re-scanning it, which cut the
         # defer p99 from ~25 ms to ~5 ms in bench/discord_defer.py.
@@ -106,10 +109,10 @@ async def run(settings: Settings, config: Config, *, only: str | None) -> int:
         await stop.wait()
         log.info("shutting down: letting running jobs finish (up to %.0f s)", config.server.shutdown_grace_seconds)
     finally:
-        if discord_start is not None:
-            discord_start.cancel()
+        for task in starting:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await discord_start
+                await task
         service.stop_accepting()
         await service.stop_recovering()  # no new announcements while the adapters close
         grace = config.server.shutdown_grace_seconds
@@ -125,32 +128,34 @@ async def run(settings: Settings, config: Config, *, only: str | None) -> int:
     return 0
 
 
-DISCORD_RETRY_FIRST, DISCORD_RETRY_MAX = 2.0, 60.0
+RETRY_FIRST_SECONDS, RETRY_MAX_SECONDS = 2.0, 60.0
 
 
-async def _start_discord(discord: Any, settings: Settings, stop: asyncio.Event, config_errors: list[str]) -> None:
-    """Connect to Discord, retrying with backoff while it can't be reached
-    (its /healthz entry says "down" meanwhile); a token Discord refuses is a
-    config error: stop the process, which then exits 2."""
-    from discord.errors import HTTPException, LoginFailure
+async def _keep_starting(name: str, adapter: Any, where: str, stop: asyncio.Event, config_errors: list[str]) -> None:
+    """Connect one platform in the background, so that the other adapter and
+    the HTTP server serve meanwhile (its /healthz entry says "down"). A
+    credential the platform refuses is a config error: stop the process, which
+    then exits 2. Anything else is the platform being unreachable: retry with
+    backoff."""
+    from discord.errors import LoginFailure
 
-    delay = DISCORD_RETRY_FIRST
-    where = settings.discord_api_url or "https://discord.com"
+    delay = RETRY_FIRST_SECONDS
     while True:
         try:
-            await discord.start()
+            await (adapter.start_socket_mode() if name == "slack" else adapter.start())
             return
-        except LoginFailure:
-            config_errors.append("Discord refused DISCORD_BOT_TOKEN. Copy the bot token again from the Discord Developer "
+        except (ConfigError, LoginFailure) as e:
+            config_errors.append(str(e) if isinstance(e, ConfigError) else
+                                 "Discord refused DISCORD_BOT_TOKEN. Copy the bot token again from the Discord Developer "
                                  "Portal (your application → Bot → Reset Token) into DISCORD_BOT_TOKEN.")  # fmt: skip
             stop.set()
             return
-        except (OSError, asyncio.TimeoutError, HTTPException, RuntimeError) as e:
-            log.warning("discord: can't connect to %s (%s: %s); retrying in %.0f s", where, type(e).__name__, e, delay)
-        if discord.client.is_closed():
-            discord.client.clear()  # start() closed it on a gateway timeout: re-open for the next try
+        except Exception as e:  # unreachable, timed out, 5xx: say so in one line and try again
+            log.warning("%s: can't connect to %s (%s: %s); retrying in %.0f s", name, where, type(e).__name__, e, delay)
+        if name == "discord" and adapter.client.is_closed():
+            adapter.client.clear()  # start() closed it on a gateway timeout: re-open for the next try
         await asyncio.sleep(delay)
-        delay = min(delay * 2, DISCORD_RETRY_MAX)
+        delay = min(delay * 2, RETRY_MAX_SECONDS)
 
 
 async def _announce(jobs: list[InterruptedJob], adapters: dict[str, Any]) -> None:

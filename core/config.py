@@ -64,7 +64,7 @@ class ModelInfo:
 
 
 def _gpt_image_2_like(**facts: Any) -> ModelInfo:
-    # SPEC §1: gpt-image-2's token prices; 2.5/2.6 are reported to cost the same.
+    # OpenAI's published prices for gpt-image-2; 2.5/2.6 are reported to cost the same.
     return ModelInfo(text_input=5.00, cached_text_input=1.25, image_input=8.00, cached_image_input=2.00, image_output=30.00, **facts)
 
 

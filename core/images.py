@@ -44,7 +44,7 @@ def check_input_image(upload: Upload, *, label: str = "image") -> InputImage:
     if len(upload.data) > MAX_INPUT_BYTES:
         # Rounded up, so a file just over the limit never reads "50 MB; at most 50 MB".
         mb = math.ceil(len(upload.data) / 1024 / 1024 * 10) / 10
-        raise InvalidInput(f"“{name}” is {mb:.1f} MB; images can be at most 50 MB. Please upload a smaller version.")
+        raise InvalidInput(f"“{name}” is {mb:.1f} MB; images can be at most 50 MB. Please use a smaller version.")
     try:
         im = Image.open(io.BytesIO(upload.data))
     except Image.DecompressionBombError:
@@ -55,7 +55,7 @@ def check_input_image(upload: Upload, *, label: str = "image") -> InputImage:
             "Please resize it and try again."
         ) from None
     except (UnidentifiedImageError, OSError, ValueError):
-        raise InvalidInput(f"“{name}” is not an image I can read. Upload a PNG, JPEG or WebP picture.") from None
+        raise InvalidInput(f"“{name}” is not an image I can read. Use a PNG, JPEG or WebP picture.") from None
     width, height = im.size
     if width * height > MAX_INPUT_PIXELS:
         raise InvalidInput(
@@ -79,7 +79,7 @@ def check_input_image(upload: Upload, *, label: str = "image") -> InputImage:
         if len(data) > MAX_INPUT_BYTES:
             raise InvalidInput(f"“{name}” becomes larger than 50 MB as a PNG. Please upload it as a PNG, JPEG or WebP under 50 MB.")
     else:
-        raise InvalidInput(f"“{name}” is a {fmt or 'file'} image, which I can't use. Upload a PNG, JPEG or WebP picture.")
+        raise InvalidInput(f"“{name}” is a {fmt or 'file'} image, which I can't use. Use a PNG, JPEG or WebP picture.")
     stem = (upload.filename.rsplit(".", 1)[0] if upload.filename else label) or label
     return InputImage(
         data=data, filename=f"{stem}.{_EXT[mime]}", mime=mime, width=width, height=height, has_alpha=has_alpha

@@ -5,7 +5,7 @@ Everything here is frozen: a request or a result, once made, is a fact.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Awaitable, Callable, Literal, Mapping
 
@@ -48,6 +48,9 @@ class ImageOptions:
     background: str = "auto"
     compression: int | None = None  # 0-100, jpeg/webp only
     model: str = ""  # picked with --model (one of openai.allowed_models); "" = the server's routing
+    # Nobody asked for this size: it is [defaults] size. An edit then asks
+    # for "auto", which keeps the first input's shape (ImageService.edit).
+    size_from_defaults: bool = field(default=False, compare=False, repr=False)
 
     def describe(self) -> str:
         parts = [self.size, f"{self.quality} quality", f"{self.n} image" + ("s" if self.n != 1 else ""), self.format]

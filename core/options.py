@@ -4,6 +4,7 @@ one `--flag value` parser used by Slack's /imagine and the CLI."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from core.config import QUALITY_NAMES, Config
 from core.errors import InvalidInput
@@ -123,8 +124,10 @@ def build_options(
         if not 0 <= compression <= 100:
             raise InvalidInput("Compression must be between 0 and 100.")
     return ImageOptions(
-        size=size_v, quality=quality_v, n=n_v, format=fmt, background=bg, compression=compression, model=picked
+        size=size_v, quality=quality_v, n=n_v, format=fmt, background=bg, compression=compression, model=picked,
+        size_from_defaults=size is None,
     )
+
 
 
 def _check_model_choice(config: Config, model: str | None) -> str:
@@ -178,7 +181,7 @@ def check_options(config: Config, options: ImageOptions) -> ImageOptions:
     """`options` checked by the same rules as `build_options` (presets become
     WxH). The service calls this on whatever an adapter hands it, so options
     built by hand can never send a size the API refuses, or spend money on it."""
-    return build_options(
+    checked = build_options(
         config,
         size=options.size,
         quality=options.quality,
@@ -188,12 +191,13 @@ def check_options(config: Config, options: ImageOptions) -> ImageOptions:
         compression=options.compression,
         model=options.model,
     )
+    return replace(checked, size_from_defaults=options.size_from_defaults)
 
 
 def check_prompt(prompt: str) -> str:
     """The prompt as typed (never rewritten), or InvalidInput."""
     if not prompt or not prompt.strip():
-        raise InvalidInput("Tell me what to draw: the prompt is empty. For example: /imagine a red fox in the snow")
+        raise InvalidInput("Tell me what to draw: the prompt is empty. For example: “a red fox in the snow”.")
     if len(prompt) > MAX_PROMPT_CHARS:
         raise InvalidInput(
             f"That prompt is {len(prompt):,} characters long; the most the model takes is {MAX_PROMPT_CHARS:,}. Please shorten it."

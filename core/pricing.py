@@ -9,7 +9,7 @@ from core.config import Config, ModelInfo
 from core.models import ImageOptions, Usage
 
 _PER_TOKEN = 1 / 1_000_000
-# Output tokens grow a little faster than sqrt(pixels): SPEC §1's 2048x2048
+# Output tokens grow a little faster than sqrt(pixels): per OpenAI's published token counts, 2048x2048
 # high is 14,272 tokens, 2.03 × the 7,024 of 1024x1024. The reservation must
 # never be below the charge (a budget would be overrun), so it gets headroom.
 _ESTIMATE_HEADROOM = 1.10

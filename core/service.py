@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable, Mapping, Sequence
 
@@ -142,6 +143,8 @@ class ImageService:
             raise InvalidInput(f"You attached {len(images)} images; {model} can use at most {most} in one edit. Remove some and try again.")
         # Decoding large images takes real CPU time: keep it off the event loop.
         inputs, checked_mask = await asyncio.to_thread(check_edit_inputs, images, mask)
+        if options.size_from_defaults:  # no size asked for: "auto" keeps the first image's shape, [defaults] size would not
+            options = replace(options, size="auto", size_from_defaults=False)
         return await self._run(requester, "edit", prompt, options, tuple(inputs), checked_mask, progress, notify)
 
     def model_for(self, options: ImageOptions) -> str:

@@ -145,12 +145,14 @@ class DiscordAdapter:
         await self.client.close()
         raise TimeoutError(f"Could not connect to the Discord gateway within {CONNECT_TIMEOUT_SECONDS:g} s.")
 
-    async def sync_commands(self, guild_id: int | None = None) -> int:
+    async def sync_commands(self, guild_id: int | None = None, *, clear: bool = False) -> int:
         """Register the application commands globally (can take up to an hour
-        to show) or in one guild (at once)."""
+        to show) or in one guild (at once); `clear` removes them instead."""
         await self._login()
         guild = discord.Object(guild_id) if guild_id else None
-        if guild is not None:
+        if clear:
+            self.client.tree.clear_commands(guild=guild)
+        elif guild is not None:
             self.client.tree.copy_global_to(guild=guild)
         synced = await self.client.tree.sync(guild=guild)
         return len(synced)

@@ -8,7 +8,6 @@ The work itself is thin: read the payload → ImageService → render.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import time
@@ -33,7 +32,6 @@ from bots.slack.payloads import (
     Origin,
     command_origin,
     mentioned_users,
-    names_size,
     requester,
     strip_mention,
     team_of,
@@ -201,7 +199,7 @@ class SlackAdapter:
         if self._socket is not None:
             session = self._socket.client.current_session
             return session is not None and not session.closed
-        return True
+        return self._app_token is None  # Socket Mode not connected (yet): down; HTTP mode needs no connection
 
     async def close(self, grace_seconds: float = 0) -> None:
         """Stop taking new work; let running jobs finish for `grace_seconds`,
@@ -487,9 +485,6 @@ class SlackAdapter:
         except InvalidInput as e:
             await turn.tell(render.render_error(e))
             return
-        if not names_size(text):
-            # An edit keeps the shape of the picture unless asked otherwise.
-            options = dataclasses.replace(options, size="auto")
         await self._edit(turn, prompt, files, options)
 
     async def _bot_images_in_thread(self, channel: str, thread_ts: str, before_ts: str, bot_user_id: str) -> list[Mapping[str, Any]]:

@@ -84,7 +84,7 @@ async def test_transparent_refused_without_a_transparent_model(make_service: Mak
 @pytest.mark.parametrize(
     ("upload", "message"),
     [
-        (Upload("notes.png", b"these are my notes, not a picture"), "“notes.png” is not an image I can read. Upload a PNG, JPEG or WebP picture."),
+        (Upload("notes.png", b"these are my notes, not a picture"), "“notes.png” is not an image I can read. Use a PNG, JPEG or WebP picture."),
         (Upload("page.pdf", b"%PDF-1.7\n1 0 obj\n<<>>\nendobj\n"), "“page.pdf” is not an image I can read."),
         (Upload("empty.png", b""), "“empty.png” is empty."),
         (Upload("cut.png", truncated_png()), "“cut.png” looks damaged and could not be read."),

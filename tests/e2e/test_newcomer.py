@@ -181,44 +181,62 @@ async def test_a_discord_token_discord_refuses_exits_2(command: str, tmp_path: P
     assert_one_line_error(code, plain, expected_code=2, names="DISCORD_BOT_TOKEN", says="refused")
 
 
+def _dead_url(path: str) -> str:
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{closed.getsockname()[1]}{path}"
+
+
+async def _wait_health(bot: BotProcess, **want: str) -> None:
+    """Bounded poll of /healthz until each adapter is in the wanted state."""
+    seen: list[Any] = []
+    for _ in range(600):
+        assert bot.proc is not None and bot.proc.returncode is None, bot.log_tail()
+        try:
+            status, body = await bot.get("/healthz")
+            seen.append({"http_status": status, **json.loads(body)})
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            seen.append(None)
+        if seen[-1] and all(seen[-1].get(k) == v for k, v in want.items()):
+            assert seen[-1]["http_status"] == 503
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"healthz never showed {want}: {seen[-3:]}\n{bot.log_tail()}")
+
+
 async def test_an_unreachable_discord_at_start_leaves_slack_serving(
     tmp_path: Path, fakes: Fakes, http: aiohttp.ClientSession
 ) -> None:
-    with socket.socket() as closed:  # a port nobody listens on
-        closed.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{closed.getsockname()[1]}/api/v10"
-    env = _bot_env(fakes, tmp_path, DISCORD_API_URL=dead)
+    env = _bot_env(fakes, tmp_path, DISCORD_API_URL=_dead_url("/api/v10"))
     bot = BotProcess(env=env, workdir=tmp_path, log_path=tmp_path / "bot.log", http=http)
     await bot.start()
     try:
-        async def health() -> dict[str, Any] | None:
-            try:
-                status, body = await bot.get("/healthz")
-            except (aiohttp.ClientError, asyncio.TimeoutError):
-                return None
-            return {"http_status": status, **json.loads(body)}
-
-        seen: list[Any] = []
-
-        async def slack_up_discord_down() -> bool:
-            assert bot.proc is not None and bot.proc.returncode is None, bot.log_tail()
-            h = await health()
-            seen.append(h)
-            return h is not None and h.get("slack") == "up" and h.get("discord") == "down"
-
-        for _ in range(600):
-            if await slack_up_discord_down():
-                break
-            await asyncio.sleep(0.1)
-        else:
-            raise AssertionError(f"healthz never showed slack up, discord down: {seen[-3:]}\n{bot.log_tail()}")
-        assert seen[-1]["http_status"] == 503
+        await _wait_health(bot, slack="up", discord="down")
 
         fakes.slack.add_user("UNEW")
         alice = SlackUser(fakes.slack, http, fakes.secrets.slack_signing_secret, "UNEW")
         ack = await alice.imagine(bot, "a fox while discord is away")
         assert ack.status == 200
         await eventually(alice.deliveries, what="the Slack delivery while Discord is unreachable", seen=alice.outcomes)
+        assert bot.proc is not None and bot.proc.returncode is None
+        log = bot.log_text()
+        assert "Traceback" not in log
+        for noise in ("will be unused", "voice will NOT be supported"):  # library warnings about features we don't use
+            assert noise not in log, noise
+    finally:
+        await bot.close()
+
+
+async def test_an_unreachable_slack_at_start_leaves_discord_serving(
+    tmp_path: Path, fakes: Fakes, http: aiohttp.ClientSession
+) -> None:
+    env = _bot_env(fakes, tmp_path, SLACK_APP_TOKEN=fakes.slack.app_token, SLACK_API_URL=_dead_url("/api/"))
+    bot = BotProcess(env=env, workdir=tmp_path, log_path=tmp_path / "bot.log", http=http)
+    await bot.start()
+    try:
+        await _wait_health(bot, slack="down", discord="up")
+        ix = await fakes.discord.send_slash_command("imagine", {"prompt": "a fox while slack is away"}, user_id="710000000000000042")
+        await fakes.discord.wait_for_result(ix)
         assert bot.proc is not None and bot.proc.returncode is None
         assert "Traceback" not in bot.log_text()
     finally:
@@ -397,3 +415,70 @@ async def test_a_slow_cli_call_shows_the_elapsed_time(tmp_path: Path, fake_opena
     code, out, err = await imaginebot("generate", "a slow fox", cwd=tmp_path, env=env)
     assert code == 0, err
     assert any(line.startswith("imaginebot: working") and " s" in line for line in err.splitlines()), err
+
+
+# ----------------------------------------------------------------------------- smaller things a new admin trips on
+
+
+async def test_version_and_unknown_flags(tmp_path: Path) -> None:
+    code, out, err = await imaginebot("--version", cwd=tmp_path, env=base_env())
+    assert code == 0 and out.startswith("imaginebot ") and out.split()[1][0].isdigit(), out + err
+    code, _, err = await imaginebot("generate", "a fox", "--bogus", cwd=tmp_path, env=base_env())
+    assert code == 2 and "usage: imaginebot generate" in err and "--bogus" in err, err
+
+
+async def test_bad_counts_and_sizes_exit_alike_in_terminal_words(tmp_path: Path, fake_openai: FakeOpenAI) -> None:
+    env = _cli_env(fake_openai, tmp_path)
+    results = [await imaginebot("generate", "a fox", "--n", n, cwd=tmp_path, env=env) for n in ("two", "0")]
+    assert {code for code, _, _ in results} == {1}, results
+    assert all("1 to 8" in err and "Traceback" not in err for _, _, err in results), results
+    code, _, err = await imaginebot("generate", "a fox", "--size", "5000x5000", cwd=tmp_path, env=env)
+    assert code == 1 and "too large" in err, err
+    (tmp_path / "notes.png").write_text("not a picture")
+    code, _, err = await imaginebot("edit", "notes.png", "--prompt", "x", cwd=tmp_path, env=env)
+    assert code == 1 and "PNG, JPEG or WebP" in err and "Upload" not in err and "upload" not in err, err
+    code, _, err = await imaginebot("generate", " ", cwd=tmp_path, env=env)
+    assert code == 1 and "prompt is empty" in err and "/imagine" not in err, err
+    assert fake_openai.requests == []
+
+
+async def test_an_edit_without_size_keeps_the_first_image_shape(tmp_path: Path, fake_openai: FakeOpenAI) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (300, 200), "red").save(tmp_path / "wide.png")
+    Image.new("RGB", (200, 300), "red").save(tmp_path / "tall.png")
+    env = _cli_env(fake_openai, tmp_path)
+    shapes = []
+    for name, size in (("wide.png", []), ("tall.png", []), ("wide.png", ["--size", "square"])):
+        code, out, err = await imaginebot("edit", name, "--prompt", "watercolor", *size, cwd=tmp_path, env=env)
+        assert code == 0, err
+        with Image.open(tmp_path / out.split()[0]) as result:
+            shapes.append(result.size)
+    assert [call.form["size"] for call in fake_openai.calls("/images/edits")] == ["auto", "auto", "1024x1024"]
+    assert shapes == [(1536, 1024), (1024, 1536), (1024, 1024)]
+
+
+async def test_the_operator_manages_limits_and_budgets_from_the_terminal(tmp_path: Path, fake_openai: FakeOpenAI) -> None:
+    (tmp_path / "bot.toml").write_text("[limits]\ndaily_images_per_user = 1\n")
+    env = {**_cli_env(fake_openai, tmp_path), "IMAGINEBOT_CONFIG": str(tmp_path / "bot.toml")}
+    assert (await imaginebot("generate", "one fox", cwd=tmp_path, env=env))[0] == 0
+    code, _, err = await imaginebot("generate", "a second fox", cwd=tmp_path, env=env)
+    assert code == 1 and "imaginebot admin" in err, err  # the way out is named
+
+    code, out, err = await imaginebot("admin", "reset", "me", cwd=tmp_path, env=env)
+    assert code == 0, err
+    assert (await imaginebot("generate", "a second fox", cwd=tmp_path, env=env))[0] == 0
+
+    code, out, err = await imaginebot("admin", "limit", "me", "3", cwd=tmp_path, env=env)
+    assert code == 0 and "3" in out, err
+    assert (await imaginebot("generate", "a third fox", cwd=tmp_path, env=env))[0] == 0
+
+    code, out, err = await imaginebot("admin", "budget", "slack:T0FAKE", "2.50", cwd=tmp_path, env=base_env({"IMAGINEBOT_DB": env["IMAGINEBOT_DB"]}))
+    assert code == 0 and "2.50" in out, err  # no OpenAI key needed
+    code, _, err = await imaginebot("admin", "limit", "nobody", "3", cwd=tmp_path, env=env)
+    assert_one_line_error(code, err, expected_code=2, names="USER", says="slack:")
+    conn = sqlite3.connect(tmp_path / "imaginebot.db")
+    try:
+        assert conn.execute("SELECT workspace_key, daily_usd FROM budgets").fetchall() == [("slack:T0FAKE", 2.5)]
+    finally:
+        conn.close()
