@@ -59,14 +59,19 @@ class FileHost:
         return web.Response(status=500)
 
 
-@pytest.fixture
-async def host() -> AsyncIterator[FileHost]:
+async def serve_file_host() -> AsyncIterator[FileHost]:
     fh = FileHost()
     app = web.Application()
     app.router.add_get("/{tail:.*}", fh.handle)
     runner, fh.port = await serve_on_loopback(app)
     yield fh
     await runner.cleanup()
+
+
+@pytest.fixture
+async def host() -> AsyncIterator[FileHost]:
+    async for fh in serve_file_host():
+        yield fh
 
 
 async def fetch(fh: FileHost, path: str, *, token_hosts: tuple[str, ...] | None = None, max_bytes: int = 50 * 1024 * 1024,
@@ -125,12 +130,8 @@ async def test_missing_file_says_what_to_check(host: FileHost) -> None:
 @pytest.fixture
 async def other_port() -> AsyncIterator[FileHost]:
     """A second file host on 127.0.0.1, on another port: same host name, another origin."""
-    fh = FileHost()
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", fh.handle)
-    runner, fh.port = await serve_on_loopback(app)
-    yield fh
-    await runner.cleanup()
+    async for fh in serve_file_host():
+        yield fh
 
 
 def origin(fh: FileHost) -> str:
