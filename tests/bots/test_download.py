@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 from PIL import Image
 
-from bots.discord.attachments import CDN_HOSTS
+from bots.discord.attachments import allowed_hosts
 from bots.download import download_image, origin_of
 from bots.slack.files import token_hosts
 from core.errors import InvalidInput
@@ -174,7 +174,8 @@ async def test_slack_token_origins_are_files_slack_com_and_the_api_url_with_its_
 
 
 async def test_discord_downloads_only_from_its_cdn_and_the_api_url_origin(host: FileHost, other_port: FileHost) -> None:
-    allowed = (*CDN_HOSTS, origin_of(f"{origin(host)}/api/v10"))
+    # What the Discord adapter builds from DISCORD_API_URL: its origin, port included.
+    allowed = allowed_hosts(f"{origin(host)}/api/v10")
     async with aiohttp.ClientSession() as session:
         upload = await download_image(session, f"{origin(host)}/public.png", allowed_hosts=allowed)
         assert upload.data == _png()
