@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import asyncio
 from typing import Sequence
-from urllib.parse import urlsplit
 
 import aiohttp
 import discord
 
-from bots.download import download_image
+from bots.download import download_image, origin_of
 from core.errors import InvalidInput
 from core.images import MAX_INPUT_BYTES, MAX_INPUT_IMAGES
 from core.models import Upload
@@ -23,13 +22,12 @@ _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".t
 
 
 def allowed_hosts(api_url: str | None) -> frozenset[str]:
-    """Discord's CDN hosts, plus the host of DISCORD_API_URL when it is overridden
+    """Discord's CDN hosts, plus the origin of DISCORD_API_URL when it is overridden
     (a REST proxy or a local fake serves attachments too)."""
     hosts = set(CDN_HOSTS)
-    if api_url:
-        host = urlsplit(api_url).hostname
-        if host:
-            hosts.add(host.lower())
+    if api_url and (origin := origin_of(api_url)):
+        # The origin, not the bare host: another port on that host is another server.
+        hosts.add(origin)
     return frozenset(hosts)
 
 

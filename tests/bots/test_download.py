@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 from PIL import Image
 
-from bots.discord.attachments import CDN_HOSTS
+from bots.discord.attachments import allowed_hosts
 from bots.download import download_image, origin_of
 from bots.slack.files import token_hosts
 from core.errors import InvalidInput
@@ -59,14 +59,19 @@ class FileHost:
         return web.Response(status=500)
 
 
-@pytest.fixture
-async def host() -> AsyncIterator[FileHost]:
+async def serve_file_host() -> AsyncIterator[FileHost]:
     fh = FileHost()
     app = web.Application()
     app.router.add_get("/{tail:.*}", fh.handle)
     runner, fh.port = await serve_on_loopback(app)
     yield fh
     await runner.cleanup()
+
+
+@pytest.fixture
+async def host() -> AsyncIterator[FileHost]:
+    async for fh in serve_file_host():
+        yield fh
 
 
 async def fetch(fh: FileHost, path: str, *, token_hosts: tuple[str, ...] | None = None, max_bytes: int = 50 * 1024 * 1024,
@@ -125,12 +130,8 @@ async def test_missing_file_says_what_to_check(host: FileHost) -> None:
 @pytest.fixture
 async def other_port() -> AsyncIterator[FileHost]:
     """A second file host on 127.0.0.1, on another port: same host name, another origin."""
-    fh = FileHost()
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", fh.handle)
-    runner, fh.port = await serve_on_loopback(app)
-    yield fh
-    await runner.cleanup()
+    async for fh in serve_file_host():
+        yield fh
 
 
 def origin(fh: FileHost) -> str:
@@ -173,7 +174,8 @@ async def test_slack_token_origins_are_files_slack_com_and_the_api_url_with_its_
 
 
 async def test_discord_downloads_only_from_its_cdn_and_the_api_url_origin(host: FileHost, other_port: FileHost) -> None:
-    allowed = (*CDN_HOSTS, origin_of(f"{origin(host)}/api/v10"))
+    # What the Discord adapter builds from DISCORD_API_URL: its origin, port included.
+    allowed = allowed_hosts(f"{origin(host)}/api/v10")
     async with aiohttp.ClientSession() as session:
         upload = await download_image(session, f"{origin(host)}/public.png", allowed_hosts=allowed)
         assert upload.data == _png()

@@ -71,7 +71,7 @@ class Tmpfs:
         self.db_path = mountpoint / "ledger.db"
         self.filler = mountpoint / "filler"
 
-    async def fill(self, service: ImageService) -> None:
+    async def fill(self, service: ImageService | None = None) -> None:
         fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             for chunk in (1 << 16, 1 << 12, 1):  # to the last byte
@@ -84,7 +84,7 @@ class Tmpfs:
         finally:
             os.close(fd)
 
-    async def free(self, service: ImageService) -> None:
+    async def free(self, service: ImageService | None = None) -> None:
         self.filler.unlink(missing_ok=True)
 
 

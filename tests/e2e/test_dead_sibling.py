@@ -22,9 +22,7 @@ from tests.e2e.conftest import (
     read_jobs,
     the_job,
 )
-
-INTERRUPTED = "interrupted because the bot restarted"
-NOTHING_CHARGED = "Nothing was charged"
+from tests.e2e.test_crash import INTERRUPTED, NOTHING_CHARGED
 # Short, so the test waits little; one job in flight per user, so a
 # reservation the dead process left behind would refuse the user's next one.
 SIBLINGS_CONFIG = {"server": {"heartbeat_timeout_seconds": 2}, "limits": {"max_jobs_in_flight_per_user": 1}}

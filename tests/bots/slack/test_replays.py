@@ -5,17 +5,18 @@ on one process or on two sharing a database: every kind of payload."""
 from __future__ import annotations
 
 import json
-from typing import Any, Awaitable, Callable
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
 
+from bots.slack import SlackAdapter
 from tests.bots.slack.conftest import CHANNEL, MakeBot, SlackBot, png, sign
 from tests.bots.slack.test_edit import mention_event, shortcut_payload, submission_payload
 from tests.bots.slack.test_lifecycle import cancel_button, click
-from tests.bots.slack.test_socket_mode import command_payload
+from tests.bots.slack.test_socket_mode import command_payload, socket_adapter  # noqa: F401 (a fixture)
 from tests.fakes.openai_server import FakeOpenAI
-from tests.fakes.slack_server import APP_TOKEN, BOT_TOKEN, TEAM_ID, FakeSlack
+from tests.fakes.slack_server import TEAM_ID, FakeSlack
 
 FORM = "application/x-www-form-urlencoded"
 
@@ -118,19 +119,11 @@ async def test_a_replayed_event_edits_once(bot: SlackBot, fake_openai: FakeOpenA
     assert len(fake_openai.calls("/images/edits")) == 1
 
 
-async def test_a_socket_mode_redelivery_of_a_command_runs_once(make_service: Callable[..., Awaitable[Any]], slack: FakeSlack, fake_openai: FakeOpenAI) -> None:
-    from bots.slack import SlackAdapter
-
-    service = await make_service()
-    adapter = SlackAdapter(service, service.config, token=BOT_TOKEN, signing_secret=None, app_token=APP_TOKEN, api_url=slack.api_url)
-    await adapter.start_socket_mode()
-    try:
-        await slack.wait_until(lambda: slack.socket_connected)
-        payload = command_payload("a fox", slack.response_url())
-        first = await slack.send_envelope("slash_commands", payload)
-        again = await slack.send_envelope("slash_commands", payload)  # a new envelope, the same command
-        await slack.wait_until(lambda: {first, again} <= {a.get("envelope_id") for a in slack.socket_acks})
-        assert await adapter.wait_for_jobs(timeout=30)
-        assert len(fake_openai.calls("/images/generations")) == 1
-    finally:
-        await adapter.close(grace_seconds=5)
+async def test_a_socket_mode_redelivery_of_a_command_runs_once(socket_adapter: SlackAdapter, slack: FakeSlack, fake_openai: FakeOpenAI) -> None:
+    await slack.wait_until(lambda: slack.socket_connected)
+    payload = command_payload("a fox", slack.response_url())
+    first = await slack.send_envelope("slash_commands", payload)
+    again = await slack.send_envelope("slash_commands", payload)  # a new envelope, the same command
+    await slack.wait_until(lambda: {first, again} <= {a.get("envelope_id") for a in slack.socket_acks})
+    assert await socket_adapter.wait_for_jobs(timeout=30)
+    assert len(fake_openai.calls("/images/generations")) == 1
