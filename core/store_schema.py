@@ -117,11 +117,18 @@ def _v2_jobs_by_owner(dialect: str) -> list[str]:
     return [f"CREATE INDEX IF NOT EXISTS {index_name('jobs', ('status', 'owner'))} ON jobs (status, owner)"]
 
 
+def _v3_seen_events_by_age(dialect: str) -> list[str]:
+    # Every claim (each Slack payload, each Discord interaction) also prunes
+    # claims older than a day: without this index that DELETE scans the table.
+    return [f"CREATE INDEX IF NOT EXISTS {index_name('seen_events', ('at',))} ON seen_events (at)"]
+
+
 # (version, what it does, its statements for a dialect). Append only: a step
 # that has shipped is never edited.
 MIGRATIONS: tuple[tuple[int, str, Callable[[str], list[str]]], ...] = (
     (1, "the tables of release 0.1.0", _v1_release_schema),
     (2, "an index for finding a dead worker's jobs", _v2_jobs_by_owner),
+    (3, "an index for pruning old event claims", _v3_seen_events_by_age),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -16,6 +16,7 @@ import pytest
 
 from core.store import Store, store_for
 from core.store_schema import SCHEMA_VERSION, TABLES
+from core.store_schema import migrate as upgrade_schema
 from tests.conftest import MakeService, fresh_postgres_schema, postgres_or_skip
 from tests.core.scenario import member
 
@@ -131,3 +132,17 @@ async def test_migrate_round_trip_sqlite_to_postgresql_and_back(tmp_path: Path) 
             await store.close()
         code, _, err = await migrate(str(source), url, tmp_path)
         assert code == 2 and "already holds" in err and "Traceback" not in err, err
+
+
+def test_pruning_old_event_claims_uses_an_index_after_the_upgrade(tmp_path: Path) -> None:
+    # Every Slack payload and Discord interaction claims a key and prunes the
+    # claims older than a day in the same transaction, on the ack's path: the
+    # prune must not scan the whole table once it holds a day of traffic.
+    db = release_database(tmp_path / "release.db")
+    conn = sqlite3.connect(db)
+    try:
+        upgrade_schema(conn, "sqlite")
+        plan = " ".join(str(row[-1]) for row in conn.execute("EXPLAIN QUERY PLAN DELETE FROM seen_events WHERE at < ?", (0.0,)))
+    finally:
+        conn.close()
+    assert "USING" in plan and "INDEX" in plan and "seen_events_at" in plan, plan
