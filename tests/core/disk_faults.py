@@ -14,13 +14,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import sqlite3
 import subprocess
 import uuid
 from pathlib import Path
-from typing import AsyncIterator, Protocol
+from typing import AsyncIterator, Iterator, Protocol
 
 import pytest
 
@@ -108,7 +109,14 @@ async def disk(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
     if request.param == "max_page_count":
         yield PageCap(tmp_path)
         return
-    mountpoint = tmp_path / "disk"
+    with mounted_tmpfs(tmp_path / "disk") as tmpfs:
+        yield tmpfs
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(mountpoint: Path) -> Iterator[Tmpfs]:
+    """A small tmpfs at `mountpoint` while the test runs; the test is skipped
+    where this machine can't mount one."""
     if not mount_tmpfs(mountpoint):
         pytest.skip("cannot mount a tmpfs here (needs root and CAP_SYS_ADMIN)")
     try:

@@ -11,7 +11,7 @@ from typing import AsyncIterator, Callable
 
 import pytest
 
-from tests.core.disk_faults import Tmpfs, mount_tmpfs, unmount
+from tests.core.disk_faults import Tmpfs, mounted_tmpfs
 from tests.e2e.conftest import (
     Fakes,
     SlackUser,
@@ -29,13 +29,8 @@ from tests.e2e.conftest import (
 
 @pytest.fixture
 async def tmpfs(tmp_path: Path) -> AsyncIterator[Tmpfs]:
-    mountpoint = tmp_path / "disk"
-    if not mount_tmpfs(mountpoint):
-        pytest.skip("cannot mount a tmpfs here (needs root and CAP_SYS_ADMIN)")
-    try:
-        yield Tmpfs(mountpoint)
-    finally:
-        unmount(mountpoint)
+    with mounted_tmpfs(tmp_path / "disk") as disk:
+        yield disk
 
 
 async def test_a_full_disk_during_paid_calls_still_delivers_and_settles_once_there_is_room(
