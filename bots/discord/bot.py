@@ -26,7 +26,8 @@ from bots.discord.attachments import allowed_hosts, check_sizes, download_attach
 from bots.discord.commands import register_commands
 from bots.discord.components import EditInstructionModal, JobButton
 from bots.discord.filesize import options_for_limit
-from bots.discord.replays import RecentInteractions, claim_key
+from bots.discord.replays import claim_key
+from bots.recent import RecentDeliveries
 from bots.discord.requester import notify_for, requester_for, user_key
 from bots.discord.turn import DiscordTurn
 from bots.jobs import JobCall, JobRunner, Slot
@@ -87,7 +88,7 @@ class DiscordAdapter:
         register_commands(self.client.tree, self, config)
         # Looked up when needed: `imaginebot discord-sync` makes an adapter without a service.
         self._jobs = JobRunner(config.server.max_background_tasks, refund=lambda job_id, why: self.service.delivery_failed(job_id, why), name="discord")
-        self._recent = RecentInteractions()
+        self._recent = RecentDeliveries()
         self._lanes = delivery.Lanes()
         self._connected = asyncio.Event()
         self._connect_task: asyncio.Task[None] | None = None

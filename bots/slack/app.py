@@ -8,10 +8,12 @@ The work itself is thin: read the payload → ImageService → render.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
 import uuid
+from contextvars import ContextVar
 from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 import aiohttp
@@ -39,6 +41,7 @@ from bots.slack.payloads import (
     user_key,
 )
 from bots.jobs import JobCall, JobRunner
+from bots.recent import RecentDeliveries
 from bots.slack.deliveries import delivery_key
 from bots.slack.failures import slack_error
 from bots.slack.placeholder import UpdateBudget, end_message
@@ -62,8 +65,17 @@ COMMAND_ADMIN = "/imagine-admin"
 # Every event the manifest subscribes to has a listener here.
 SUBSCRIBED_EVENTS = ("app_mention",)
 
+# The delivery key of the payload being handled (`_once` sets it; the listener's
+# task, which bolt starts inside the middleware chain, inherits it).
+_delivery: ContextVar[str | None] = ContextVar("slack_delivery", default=None)
+
+# Socket Mode's first connection: waits between tries when Slack does not answer.
+OPEN_RETRY_WAITS = (0.5, 1.0, 2.0)
+
 # Per Slack call; uploads of a few MB over a slow link need more than the SDK's 30 s.
 SLACK_TIMEOUT_SECONDS = 60.0
+
+
 class SlackAdapter:
     def __init__(
         self,
@@ -104,6 +116,7 @@ class SlackAdapter:
         self.runner = JobRunner(config.server.max_background_tasks, refund=service.delivery_failed, name="slack")
         self._update_budget = UpdateBudget()
         self._refusals = RefusalLog()
+        self._recent = RecentDeliveries()
         self._socket: AsyncSocketModeHandler | None = None
         self._closing = False
         self._closed = False
@@ -125,20 +138,35 @@ class SlackAdapter:
 
     async def _once(self, req: AsyncBoltRequest, body: dict[str, Any], next: Callable[[], Awaitable[None]]) -> BoltResponse | None:
         """Every payload runs once, however often Slack (or a replay) delivers
-        it: a repeat is acked, so Slack stops retrying, and does nothing."""
+        it: a repeat is acked, so Slack stops retrying, and does nothing.
+
+        Only a memory look-up happens here, before the ack: a database write
+        would queue every ack behind the store's thread (a burst of 200
+        commands acked at half the speed). The claim that holds across
+        processes is taken after the ack, before the work (`_claimed`)."""
         timestamps: Sequence[str | None] = req.headers.get("x-slack-request-timestamp") or [None]
         key = delivery_key(body, raw_body=req.raw_body, timestamp=timestamps[0])
-        if key is not None:
-            try:
-                first = await self.service.claim_event(key)
-            except Exception:  # the database is down: the job can't reserve either, and says so
-                log.warning("could not record delivery %s; handling it anyway", key, exc_info=True)
-                first = True
-            if not first:
-                log.info("ignoring a repeated delivery of %s", key)
-                return BoltResponse(status=200, body="")
+        if key is not None and not self._recent.first_time(key):
+            log.info("ignoring a repeated delivery of %s", key)
+            return BoltResponse(status=200, body="")
+        # bolt runs the listener in a task started inside next(): it inherits this.
+        _delivery.set(key)
         await next()
         return None
+
+    async def _claimed(self, key: str | None) -> bool:
+        """The cross-process claim of a delivery: False if another process (or
+        an earlier life of this one) already took it."""
+        if key is None:
+            return True
+        try:
+            first = await self.service.claim_event(key)
+        except Exception:  # the database is down: the job can't reserve either, and says so
+            log.warning("could not record delivery %s; handling it anyway", key, exc_info=True)
+            return True
+        if not first:
+            log.info("ignoring a delivery another process took: %s", key)
+        return first
 
     def _session(self) -> aiohttp.ClientSession:
         """One HTTP session for the Web API, uploads, response_urls and
@@ -181,16 +209,33 @@ class SlackAdapter:
         self._session()
         # Ask for the connection URL ourselves first: a refused app token is a
         # config error to report, where the SDK would retry it forever.
-        try:
-            opened = await self.client.apps_connections_open(app_token=self._app_token)
-        except SlackApiError as e:
-            raise ConfigError(
-                f"Slack refused SLACK_APP_TOKEN ({slack_error(e)}). Create an app-level token with the "
-                "connections:write scope (Slack app → Basic Information → App-Level Tokens) and enable Socket Mode."
-            ) from None
+        opened = await self._open_connection(self._app_token)
         self._socket = AsyncSocketModeHandler(self.app, self._app_token, web_client=self.client)
         self._socket.client.wss_uri = opened["url"]
         await self._socket.connect_async()
+
+    async def _open_connection(self, app_token: str) -> Any:
+        """apps.connections.open, told apart: Slack refusing the token (the
+        operator must fix it) from Slack or a proxy not answering (retried a
+        few times, then reported as what it is)."""
+        failure = ""
+        for wait in (*OPEN_RETRY_WAITS, None):
+            try:
+                return await self.client.apps_connections_open(app_token=app_token)
+            except Exception as e:
+                failure = slack_error(e)
+                data = e.response.data if isinstance(e, SlackApiError) and e.response is not None else None
+                if isinstance(data, dict) and data.get("error"):  # Slack's own answer: retrying won't change it
+                    raise ConfigError(
+                        f"Slack refused SLACK_APP_TOKEN ({failure}). Create an app-level token with the "
+                        "connections:write scope (Slack app → Basic Information → App-Level Tokens) and enable Socket Mode."
+                    ) from None
+            if wait is not None:
+                await asyncio.sleep(wait)
+        raise ConfigError(
+            f"Slack did not answer apps.connections.open ({failure}, {len(OPEN_RETRY_WAITS) + 1} tries): Slack, or a proxy "
+            f"on the way to {self.api_url}, is down. SLACK_APP_TOKEN was not checked; try again later (status.slack.com)."
+        )
 
     @property
     def healthy(self) -> bool:
@@ -244,9 +289,15 @@ class SlackAdapter:
     # -- listeners: ack first, work in a task -------------------------------------
 
     def _spawn(self, origin: Origin, work: Callable[[SlackTurn], Awaitable[None]], name: str) -> bool:
-        """Run `work` after the ack; False (and nothing started) at the cap."""
+        """Run `work` after the ack, once across processes; False (and nothing started) at the cap."""
         turn = SlackTurn(self.client, self.replies, origin)
-        return self.runner.spawn(turn, work, name=f"{name}-{origin.user}")  # type: ignore[arg-type]
+        key = _delivery.get()
+
+        async def once(turn: SlackTurn) -> None:
+            if await self._claimed(key):
+                await work(turn)
+
+        return self.runner.spawn(turn, once, name=f"{name}-{origin.user}")  # type: ignore[arg-type]
 
     async def _on_imagine(self, ack: AsyncAck, command: dict[str, Any]) -> None:
         if self._closing:

@@ -4,7 +4,9 @@ on one process or on two sharing a database: every kind of payload."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from typing import Any
 from urllib.parse import urlencode
 
@@ -127,3 +129,27 @@ async def test_a_socket_mode_redelivery_of_a_command_runs_once(socket_adapter: S
     await slack.wait_until(lambda: {first, again} <= {a.get("envelope_id") for a in slack.socket_acks})
     assert await socket_adapter.wait_for_jobs(timeout=30)
     assert len(fake_openai.calls("/images/generations")) == 1
+
+
+async def test_commands_are_acked_while_the_database_is_busy_and_still_run_once(bot: SlackBot, fake_openai: FakeOpenAI) -> None:
+    """The replay check before the ack is a memory look-up: a database held
+    by something slow (a long write, a lock held by another process) must not
+    hold up the 3-second ack. The claim that spans processes comes after."""
+    release = threading.Event()
+    blocked = asyncio.ensure_future(bot.service.store.run(release.wait, 60))  # the store's one thread, held
+    try:
+        body = imagine_body("a fox", bot.slack.response_url(), "9.busy")
+        signed = sign(body)
+        first = asyncio.ensure_future(bot.post(body, FORM, signed))
+        replay = asyncio.ensure_future(bot.post(body, FORM, signed))
+        done, _ = await asyncio.wait({first, replay}, timeout=20)
+        # Before the fix both waited for the database (and this timed out).
+        assert done == {first, replay}
+        assert [t.result()[0] for t in (first, replay)] == [200, 200]
+        assert not blocked.done()  # the acks did not wait for the store
+    finally:
+        release.set()
+        await blocked
+    await bot.settle()
+    assert len(fake_openai.calls("/images/generations")) == 1
+    assert (await bot.service.quota(bot.requester())).used == 1
