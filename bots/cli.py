@@ -142,7 +142,7 @@ async def _make_images(args: argparse.Namespace, settings: Settings, config: Con
     out = writable_dir(args.out)  # before any money is spent
     service = await open_service(settings, config)
     try:
-        await service.recover()
+        await service.recover(tell_users=False)  # a bot tells a crashed bot's users; we can't
         requester = cli_requester()
         try:
             if args.command == "generate":

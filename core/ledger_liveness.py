@@ -31,12 +31,16 @@ class Liveness(LedgerBase):
         with self.store.transaction() as conn:
             conn.execute("DELETE FROM workers WHERE token = ?", (self.worker,))
 
-    def recover_sync(self) -> list[InterruptedJob]:
+    def recover_sync(self, *, tell_users: bool = True) -> list[InterruptedJob]:
         """Refund the reservations of jobs whose process is gone: it is not
         this one, and it has stopped beating its heart (on any host: only the
         heartbeat's age decides for another host), or it was on this host
         under a pid that is dead (or is ours: a previous incarnation in a
-        container, where every start has the same pid)."""
+        container, where every start has the same pid).
+
+        A caller that cannot tell users (`tell_users=False`: a CLI command)
+        refunds only jobs nobody is waiting to hear about (a dead CLI run's);
+        a chat job is left for a process that can announce it."""
         self.heartbeat_sync()
         now = time.time()
         with self.store.transaction() as conn:
@@ -48,7 +52,7 @@ class Liveness(LedgerBase):
             }
             owners = [r[0] for r in conn.execute("SELECT DISTINCT owner FROM jobs WHERE " + holding()).fetchall()]
             gone = [o for o in owners if o != self.worker and (o not in workers or self._worker_gone(o, *workers[o], now=now))]
-            interrupted = [job for owner in gone for job in self._interrupt_jobs_of(conn, owner, now)]
+            interrupted = [job for owner in gone for job in self._interrupt_jobs_of(conn, owner, now, silent_only=not tell_users)]
             dead = [t for t, w in workers.items() if t != self.worker and self._worker_gone(t, *w, now=now)]
             conn.executemany("DELETE FROM workers WHERE token = ?", [(t,) for t in dead])
         return interrupted
@@ -59,14 +63,14 @@ class Liveness(LedgerBase):
         with self.store.transaction() as conn:
             return self._interrupt_jobs_of(conn, self.worker, time.time())
 
-    def _interrupt_jobs_of(self, conn: Connection, owner: str, now: float) -> list[InterruptedJob]:
-        rows = conn.execute(
-            "SELECT id, user_key, kind, prompt, notify, created_at FROM jobs WHERE owner = ? AND " + may_become(INTERRUPTED),
-            (owner,),
-        ).fetchall()
+    def _interrupt_jobs_of(self, conn: Connection, owner: str, now: float, *, silent_only: bool = False) -> list[InterruptedJob]:
+        which = "owner = ? AND " + may_become(INTERRUPTED)
+        if silent_only:
+            which += " AND (notify IS NULL OR notify IN ('', '{}'))"
+        rows = conn.execute("SELECT id, user_key, kind, prompt, notify, created_at FROM jobs WHERE " + which, (owner,)).fetchall()
         conn.execute(
             """UPDATE jobs SET status = ?, units = 0, usd = 0, error_code = 'interrupted', finished_at = ?,
-                   notify = '{}' WHERE owner = ? AND """ + may_become(INTERRUPTED),
+                   notify = '{}' WHERE """ + which,
             (INTERRUPTED, now, owner),
         )
         return [

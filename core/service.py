@@ -10,6 +10,7 @@ ends in exactly one of settle or refund.
 from __future__ import annotations
 
 import asyncio
+import functools
 import contextlib
 import logging
 import time
@@ -437,9 +438,11 @@ class ImageService:
 
     # -- life cycle ---------------------------------------------------------
 
-    async def recover(self) -> list[InterruptedJob]:
-        """Refund what crashed processes left reserved; start beating our heart."""
-        jobs = await self._recover_dead()
+    async def recover(self, *, tell_users: bool = True) -> list[InterruptedJob]:
+        """Refund what crashed processes left reserved; start beating our heart.
+        Without `tell_users` (a CLI command: nobody to announce to), jobs whose
+        users are waiting to hear are left for a bot process to refund and tell."""
+        jobs = await self._recover_dead(tell_users=tell_users)
         if self._heartbeat is None:
             self._heartbeat = asyncio.create_task(self._beat(), name="imaginebot-heartbeat")
         return jobs
@@ -452,9 +455,9 @@ class ImageService:
         should take this on (the bot, not a one-off CLI command)."""
         self._announce = announce
 
-    async def _recover_dead(self) -> list[InterruptedJob]:
+    async def _recover_dead(self, *, tell_users: bool = True) -> list[InterruptedJob]:
         # One transaction: when several survivors look at once, exactly one refunds each job.
-        jobs = await self.store.run(self.ledger.recover_sync)
+        jobs = await self.store.run(functools.partial(self.ledger.recover_sync, tell_users=tell_users))
         for job in jobs:
             log.warning("job %s of %s was interrupted: its process stopped; refunded", job.job_id, job.requester_key,
                         extra=interrupted_log_fields(job))

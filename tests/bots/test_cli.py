@@ -170,3 +170,23 @@ async def test_edit_with_a_transparent_background(tmp_path: Path, env: dict[str,
     assert (call.form["model"], call.form["background"]) == ("gpt-image-2.6-sunburst", "transparent")
     with Image.open(tmp_path / out.split()[0]) as im:
         assert im.mode == "RGBA"
+
+
+async def test_a_cli_command_leaves_a_dead_bots_jobs_to_a_bot_that_can_tell_their_users(
+    tmp_path: Path, env: dict[str, str], fake_openai: FakeOpenAI
+) -> None:
+    """The CLI has nobody to announce to: if it refunded a crashed bot's chat
+    jobs at start, their users would never hear that their images are not coming.
+    It leaves them reserved; the next bot process refunds and announces them."""
+    from tests.core.test_ledger import read_line, start_worker
+
+    db = str(tmp_path / "imaginebot.db")
+    doomed = await start_worker("hold", db, "doomed")  # a bot process holding a Slack job
+    job_id = await read_line(doomed)
+    doomed.kill()
+    await doomed.wait()
+    code, _, err = await imaginebot("generate", "a fox", cwd=tmp_path, env=env)
+    assert code == 0, err
+    statuses = dict(sqlite3.connect(db).execute("SELECT id, status FROM jobs").fetchall())
+    assert statuses[job_id] == "reserved"  # before the fix: "interrupted", and nobody told
+    assert sorted(statuses.values()) == ["reserved", "succeeded"]
