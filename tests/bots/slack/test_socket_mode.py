@@ -107,3 +107,25 @@ async def test_neither_signing_secret_nor_app_token_is_a_config_error(make_servi
     service = await make_service()
     with pytest.raises(ConfigError, match="SLACK_SIGNING_SECRET"):
         SlackAdapter(service, service.config, token=BOT_TOKEN, signing_secret=None)
+
+
+@pytest.mark.parametrize("how", ["text", "html", "drop"])
+async def test_slack_not_answering_at_start_is_not_called_a_refused_token(make_service: Any, slack: FakeSlack, how: str) -> None:
+    """A proxy's 503 is not Slack refusing the token: the operator is told what
+    really happened (after a few tries), not sent to make a new token."""
+    service = await make_service()
+    adapter = SlackAdapter(service, service.config, token=BOT_TOKEN, signing_secret=None, app_token=APP_TOKEN, api_url=slack.api_url)
+    slack.break_http("apps.connections.open", how, times=20)
+    with pytest.raises(ConfigError, match="did not answer") as raised:
+        await adapter.start_socket_mode()
+    assert "refused" not in str(raised.value)
+    await adapter.close()
+
+
+async def test_one_unanswered_try_at_start_is_retried(make_service: Any, slack: FakeSlack) -> None:
+    service = await make_service()
+    adapter = SlackAdapter(service, service.config, token=BOT_TOKEN, signing_secret=None, app_token=APP_TOKEN, api_url=slack.api_url)
+    slack.break_http("apps.connections.open", "text", times=1)
+    await adapter.start_socket_mode()  # before: ConfigError "Slack refused SLACK_APP_TOKEN (http_503)"
+    await slack.wait_until(lambda: adapter.healthy)
+    await adapter.close()
