@@ -65,7 +65,9 @@ async def run(settings: Settings, config: Config, *, only: str | None) -> int:
     if want_discord:
         from bots.discord import DiscordAdapter
 
-        discord = DiscordAdapter(service, config, token=settings.discord_bot_token or "", api_url=settings.discord_api_url)
+        discord = DiscordAdapter(
+            service, config, token=settings.discord_bot_token or "", api_url=settings.discord_api_url, shards=settings.discord_shards
+        )
         adapters["discord"] = discord
 
     app = build_web_app(service, adapters, slack=slack if slack is not None and not settings.slack_app_token else None)

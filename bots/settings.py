@@ -8,6 +8,8 @@ from typing import Mapping
 
 from dotenv import dotenv_values
 
+from bots.discord_shards import ShardPlan, shard_plan
+
 DEFAULT_CONFIG = "config/imaginebot.toml"
 
 
@@ -21,6 +23,7 @@ class Settings:
     slack_api_url: str | None = None
     discord_bot_token: str | None = None
     discord_api_url: str | None = None
+    discord_shards: ShardPlan | None = None
     config_path: str = DEFAULT_CONFIG
     config_path_explicit: bool = False
     db_path: str = "imaginebot.db"
@@ -51,6 +54,7 @@ class Settings:
             slack_api_url=get("SLACK_API_URL"),
             discord_bot_token=get("DISCORD_BOT_TOKEN"),
             discord_api_url=get("DISCORD_API_URL"),
+            discord_shards=shard_plan(get("DISCORD_SHARD_COUNT"), get("DISCORD_SHARD_IDS")),
             config_path=get("IMAGINEBOT_CONFIG") or DEFAULT_CONFIG,
             config_path_explicit=get("IMAGINEBOT_CONFIG") is not None,
             # DATABASE_URL: what Heroku, Render and Railway set for their PostgreSQL add-ons.

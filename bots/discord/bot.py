@@ -27,6 +27,7 @@ from bots.discord.commands import register_commands
 from bots.discord.components import EditInstructionModal, JobButton
 from bots.discord.filesize import options_for_limit
 from bots.discord.replays import claim_key
+from bots.discord_shards import ShardPlan
 from bots.recent import RecentDeliveries
 from bots.discord.requester import notify_for, requester_for, user_key
 from bots.discord.turn import DiscordTurn
@@ -47,28 +48,66 @@ INTERACTION_LIFETIME = timedelta(minutes=15)
 ANNOUNCE_MARGIN = timedelta(seconds=30)
 ANNOUNCE_TIMEOUT_SECONDS = 5.0
 
-class ImaginebotClient(discord.Client):
-    """discord.Client that knows its adapter (buttons and modals reach it
-    through `interaction.client.adapter`)."""
+class _AdapterHooks:
+    """What both client classes add to discord.py's: the adapter (buttons and
+    modals reach it through `interaction.client.adapter`), the persistent
+    buttons, and the connection state health reports."""
+
+    adapter: DiscordAdapter
+
+    async def setup_hook(self) -> None:
+        self.add_dynamic_items(JobButton)  # type: ignore[attr-defined]
+
+    async def on_connect(self) -> None:
+        self.adapter._set_connected(None, True)
+
+    async def on_resumed(self) -> None:
+        self.adapter._set_connected(None, True)
+
+    async def on_disconnect(self) -> None:
+        self.adapter._set_connected(None, False)
+
+
+# Guilds only: roles for per-role limits come with GUILD_CREATE. No
+# privileged intents, no message content: everything arrives as interactions.
+INTENTS = discord.Intents(guilds=True)
+
+
+class ImaginebotClient(_AdapterHooks, discord.Client):
+    """One gateway connection (no DISCORD_SHARD_COUNT)."""
 
     def __init__(self, adapter: DiscordAdapter) -> None:
-        # Guilds only: roles for per-role limits come with GUILD_CREATE. No
-        # privileged intents, no message content: everything arrives as interactions.
-        super().__init__(intents=discord.Intents(guilds=True))
+        super().__init__(intents=INTENTS)
         self.adapter = adapter
         self.tree: app_commands.CommandTree[ImaginebotClient] = _Tree(self)
 
-    async def setup_hook(self) -> None:
-        self.add_dynamic_items(JobButton)
 
+class ShardedImaginebotClient(_AdapterHooks, discord.AutoShardedClient):
+    """Only the shards of this process's plan; health counts each of them."""
+
+    def __init__(self, adapter: DiscordAdapter, plan: ShardPlan) -> None:
+        super().__init__(intents=INTENTS, shard_count=plan.count, shard_ids=list(plan.ids))
+        self.adapter = adapter
+        self.tree: app_commands.CommandTree[ImaginebotClient] = _Tree(self)  # type: ignore[arg-type]
+
+    # discord.py reports shards one by one; on_connect/on_disconnect above say nothing of which.
     async def on_connect(self) -> None:
-        self.adapter._set_connected(True)
+        pass
 
     async def on_resumed(self) -> None:
-        self.adapter._set_connected(True)
+        pass
 
     async def on_disconnect(self) -> None:
-        self.adapter._set_connected(False)
+        pass
+
+    async def on_shard_connect(self, shard_id: int) -> None:
+        self.adapter._set_connected(shard_id, True)
+
+    async def on_shard_resumed(self, shard_id: int) -> None:
+        self.adapter._set_connected(shard_id, True)
+
+    async def on_shard_disconnect(self, shard_id: int) -> None:
+        self.adapter._set_connected(shard_id, False)
 
 
 class _Tree(app_commands.CommandTree[ImaginebotClient]):
@@ -78,13 +117,19 @@ class _Tree(app_commands.CommandTree[ImaginebotClient]):
 
 
 class DiscordAdapter:
-    def __init__(self, service: ImageService, config: Config, *, token: str, api_url: str | None = None) -> None:
+    def __init__(
+        self, service: ImageService, config: Config, *, token: str, api_url: str | None = None, shards: ShardPlan | None = None
+    ) -> None:
         self.service = service
         self.config = config
         self._token = token
         self._api_url = api_url.rstrip("/") if api_url else None
         self._hosts = allowed_hosts(self._api_url)
-        self.client = ImaginebotClient(self)
+        self.shards = shards
+        self.client: ImaginebotClient | ShardedImaginebotClient = (
+            ImaginebotClient(self) if shards is None else ShardedImaginebotClient(self, shards)
+        )
+        self._shards_up: set[int | None] = set()
         register_commands(self.client.tree, self, config)
         # Looked up when needed: `imaginebot discord-sync` makes an adapter without a service.
         self._jobs = JobRunner(config.server.max_background_tasks, refund=lambda job_id, why: self.service.delivery_failed(job_id, why), name="discord")
@@ -106,8 +151,14 @@ class DiscordAdapter:
         """Jobs admitted and not yet finished (health, tests)."""
         return len(self._jobs)
 
-    def _set_connected(self, connected: bool) -> None:
+    def _set_connected(self, shard_id: int | None, connected: bool) -> None:
+        """`shard_id` None: the one connection of an unsharded client."""
         if connected:
+            self._shards_up.add(shard_id)
+        else:
+            self._shards_up.discard(shard_id)
+        wanted: set[int | None] = {None} if self.shards is None else set(self.shards.ids)
+        if wanted <= self._shards_up:
             self._connected.set()
         else:
             self._connected.clear()
@@ -136,7 +187,7 @@ class DiscordAdapter:
         connected = asyncio.create_task(self._connected.wait())
         done, _ = await asyncio.wait({connected, self._connect_task}, timeout=CONNECT_TIMEOUT_SECONDS, return_when=asyncio.FIRST_COMPLETED)
         if connected in done:
-            log.info("discord: connected as %s", self.client.user)
+            log.info("discord: connected as %s%s", self.client.user, f" ({self.shards})" if self.shards else "")
             return
         connected.cancel()
         if self._connect_task in done:

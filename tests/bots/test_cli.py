@@ -190,3 +190,10 @@ async def test_a_cli_command_leaves_a_dead_bots_jobs_to_a_bot_that_can_tell_thei
     statuses = dict(sqlite3.connect(db).execute("SELECT id, status FROM jobs").fetchall())
     assert statuses[job_id] == "reserved"  # before the fix: "interrupted", and nobody told
     assert sorted(statuses.values()) == ["reserved", "succeeded"]
+
+
+async def test_a_wrong_shard_plan_exits_2_naming_the_variable(tmp_path: Path, env: dict[str, str]) -> None:
+    shards = {"DISCORD_BOT_TOKEN": "fake-discord-token", "DISCORD_SHARD_COUNT": "2", "DISCORD_SHARD_IDS": "7"}
+    code, out, err = await imaginebot("discord", cwd=tmp_path, env={**env, **shards})
+    assert code == 2
+    assert err.strip().splitlines() == ["imaginebot: DISCORD_SHARD_IDS must be numbers from 0 to 1 (DISCORD_SHARD_COUNT is 2), got '7'."]

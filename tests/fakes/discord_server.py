@@ -270,6 +270,10 @@ class _DiscordError(Exception):
         return body
 
 
+def shard_of(guild_id: str | None, count: int) -> int:
+    return (int(guild_id) >> 22) % count if guild_id else 0
+
+
 class _GatewaySession:
     def __init__(self, ws: web.WebSocketResponse, query: Mapping[str, str]) -> None:
         self.ws = ws
@@ -280,6 +284,17 @@ class _GatewaySession:
         self.ready = asyncio.Event()
         self.heartbeats = 0
         self.lock = asyncio.Lock()
+
+    @property
+    def shard(self) -> tuple[int, int]:
+        """(shard id, shard count) this session identified as; (0, 1) unsharded."""
+        shard = (self.identify or {}).get("shard") or [0, 1]
+        return int(shard[0]), int(shard[1])
+
+    def serves(self, guild_id: str | None) -> bool:
+        """Discord's routing: a guild's events go to shard (guild_id >> 22) % count, DMs to shard 0."""
+        shard_id, count = self.shard
+        return shard_of(guild_id, count) == shard_id
 
     async def send(self, op: int, d: Any, t: str | None = None) -> None:
         async with self.lock:
@@ -318,6 +333,7 @@ class FakeDiscord:
         self.channel_messages: list[dict[str, Any]] = []
         self.refuse_uploads = 0  # refuse the next N requests carrying files (403 Missing Permissions)  # posted by the bot itself, not via an interaction
         self.gateway_sessions: list[_GatewaySession] = []
+        self.recommended_shards = 1  # what GET /gateway/bot recommends
         self.faults: list[_Fault] = []
         self.broken_cdn: set[str] = set()  # CDN paths whose download dies mid-stream
         self._callbacks_open = asyncio.Event()
@@ -524,8 +540,12 @@ class FakeDiscord:
             "relationships": [],
             "session_type": "normal",
         }
+        if d.get("shard"):
+            ready["shard"] = list(session.shard)
+        mine = [guild for guild in self.guilds.values() if session.serves(guild.id)]
+        ready["guilds"] = [{"id": guild.id, "unavailable": True} for guild in mine]
         await session.send(0, ready, "READY")
-        for guild in self.guilds.values():
+        for guild in mine:
             await session.send(0, guild.payload(), "GUILD_CREATE")
         session.ready.set()
         await self._notify()
@@ -537,11 +557,12 @@ class FakeDiscord:
             if not session.ws.closed:
                 await session.ws.close(code=code, message=b"fake: reconnect")
 
-    def _live_session(self) -> _GatewaySession:
+    def _live_session(self, guild_id: str | None = None) -> _GatewaySession:
+        """The newest connected session whose shard serves `guild_id`."""
         for session in reversed(self.gateway_sessions):
-            if session.ready.is_set() and not session.ws.closed:
+            if session.ready.is_set() and not session.ws.closed and session.serves(guild_id):
                 return session
-        raise RuntimeError("no bot is connected to the fake gateway")
+        raise RuntimeError(f"no bot connected to the fake gateway serves guild {guild_id}")
 
     async def dispatch(self, payload: dict[str, Any]) -> FakeInteraction:
         """Deliver an INTERACTION_CREATE to the newest connected bot."""
@@ -554,7 +575,7 @@ class FakeDiscord:
         )
         self.interactions[ix.id] = ix
         self._by_token[ix.token] = ix
-        session = self._live_session()
+        session = self._live_session(payload.get("guild_id"))
         ix.dispatched_at = time.perf_counter()
         await session.send(0, payload, "INTERACTION_CREATE")
         return ix
@@ -563,7 +584,7 @@ class FakeDiscord:
         """Deliver the same INTERACTION_CREATE again (a RESUME replays missed
         events; two shard processes may both see one), to `session` or the
         newest connected bot. Whatever the bot does is recorded on `ix`."""
-        await (session or self._live_session()).send(0, ix.payload, "INTERACTION_CREATE")
+        await (session or self._live_session(ix.payload.get("guild_id"))).send(0, ix.payload, "INTERACTION_CREATE")
 
     # ------------------------------------------------------- interaction payloads
 
@@ -899,7 +920,7 @@ class FakeDiscord:
             body: dict[str, Any] = {"url": self.gateway_url}
             if parts == ["gateway", "bot"]:
                 body.update(
-                    shards=1,
+                    shards=self.recommended_shards,
                     session_start_limit={"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1},
                 )
             return self._json(body)
