@@ -18,7 +18,7 @@ from bots.server import build_web_app
 from bots.settings import Settings
 from core.config import Config
 from core.errors import ConfigError
-from core.models import InterruptedJob
+from core.models import InterruptedJob, RequesterKey
 from core.service import interrupted_log_fields
 
 log = logging.getLogger("imaginebot.runner")
@@ -164,8 +164,7 @@ async def _announce(jobs: list[InterruptedJob], adapters: dict[str, Any]) -> Non
     """Tell each user whose job a restart, or the death of another process on
     this database, cut short, where the platform allows."""
     for job in jobs:
-        platform = job.requester_key.split(":", 1)[0]
-        adapter = adapters.get(platform)
+        adapter = adapters.get(RequesterKey.parse(job.requester_key).platform)
         told = False
         if adapter is not None:
             try:

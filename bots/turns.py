@@ -9,7 +9,6 @@ runner owns the lifecycle; a Turn only knows its platform's calls and words.
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
 from typing import Any, Mapping, Protocol
 
 from core.errors import ImagineError
@@ -18,32 +17,6 @@ from core.models import ImageResult, InterruptedJob, Progress, Requester
 Reach = Mapping[str, Any]
 """What the ledger stores with a job (as JSON) so that a later process can
 turn it back into a Turn (`turn_from`) and tell the user the job ended."""
-
-
-@dataclass(frozen=True)
-class RequesterKey:
-    """The core's key for one person: platform:workspace:user. Written and
-    read only here, so the format cannot drift between platforms."""
-
-    platform: str
-    workspace: str
-    user: str
-
-    @classmethod
-    def parse(cls, key: str) -> RequesterKey:
-        platform, _, rest = key.partition(":")
-        workspace, _, user = rest.partition(":")
-        return cls(platform, workspace, user)
-
-    @classmethod
-    def of(cls, requester: Requester) -> RequesterKey:
-        return cls(requester.platform, requester.workspace, requester.user)
-
-    def format(self) -> str:
-        return f"{self.platform}:{self.workspace}:{self.user}"
-
-    def __str__(self) -> str:
-        return self.format()
 
 
 class DeliveryFailed(Exception):

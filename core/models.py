@@ -15,6 +15,29 @@ JobKind = Literal["generate", "edit"]
 
 
 @dataclass(frozen=True)
+class RequesterKey:
+    """The key limits are kept on: platform:workspace:user. Built and taken
+    apart only here, so the format cannot drift between the places that use it."""
+
+    platform: str
+    workspace: str
+    user: str
+
+    @classmethod
+    def parse(cls, key: str) -> RequesterKey:
+        platform, _, rest = key.partition(":")
+        workspace, _, user = rest.partition(":")
+        return cls(platform, workspace, user)
+
+    @property
+    def workspace_key(self) -> str:
+        return f"{self.platform}:{self.workspace}"
+
+    def __str__(self) -> str:
+        return f"{self.platform}:{self.workspace}:{self.user}"
+
+
+@dataclass(frozen=True)
 class Requester:
     """Who asked, and where. Limits are keyed on `key`, which includes the
     platform and the workspace/server so that the same user id on two
@@ -30,11 +53,11 @@ class Requester:
 
     @property
     def key(self) -> str:
-        return f"{self.platform}:{self.workspace}:{self.user}"
+        return str(RequesterKey(self.platform, self.workspace, self.user))
 
     @property
     def workspace_key(self) -> str:
-        return f"{self.platform}:{self.workspace}"
+        return RequesterKey(self.platform, self.workspace, self.user).workspace_key
 
 
 @dataclass(frozen=True)

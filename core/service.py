@@ -48,6 +48,7 @@ from core.models import (
     ProgressCallback,
     QuotaStatus,
     Requester,
+    RequesterKey,
     Upload,
 )
 from core.lifecycle import ModelLifecycle
@@ -400,11 +401,10 @@ class ImageService:
     def _target(self, admin: Requester, target_key: str) -> Requester:
         """Admins act only inside their own workspace/server."""
         self._require_admin(admin)
-        platform, _, rest = target_key.partition(":")
-        workspace, _, user = rest.partition(":")
-        if f"{platform}:{workspace}" != admin.workspace_key or not user:
+        target = RequesterKey.parse(target_key)
+        if target.workspace_key != admin.workspace_key or not target.user:
             raise InvalidInput("You can only manage members of this workspace/server.")
-        return Requester(platform=admin.platform, workspace=workspace, user=user)
+        return Requester(platform=admin.platform, workspace=target.workspace, user=target.user)
 
     # -- lookups ------------------------------------------------------------
 
@@ -551,14 +551,13 @@ def job_log_fields(job_id: str, requester: Requester, outcome: str, started: flo
 
 def interrupted_log_fields(job: InterruptedJob) -> dict[str, Any]:
     """The same fields for a job a restart cut short (timed from its creation)."""
-    platform, _, rest = job.requester_key.partition(":")
-    workspace, _, user = rest.partition(":")
+    who = RequesterKey.parse(job.requester_key)
     elapsed = datetime.now(timezone.utc) - job.created_at
     return {
         "job_id": job.job_id,
-        "platform": platform,
-        "workspace": workspace,
-        "user": user,
+        "platform": who.platform,
+        "workspace": who.workspace,
+        "user": who.user,
         "outcome": "interrupted",
         "elapsed_ms": round(elapsed.total_seconds() * 1000),
     }

@@ -6,7 +6,7 @@ from typing import Any
 
 import discord
 
-from core.models import Requester
+from core.models import Requester, RequesterKey
 
 
 def workspace_of(interaction: discord.Interaction[Any]) -> str:
@@ -15,7 +15,7 @@ def workspace_of(interaction: discord.Interaction[Any]) -> str:
 
 def user_key(guild_id: int | None, user_id: int) -> str:
     """The core's requester key for a Discord member: discord:<guild id or dm>:<user id>."""
-    return f"discord:{guild_id or 'dm'}:{user_id}"
+    return str(RequesterKey("discord", str(guild_id or "dm"), str(user_id)))
 
 
 def requester_for(interaction: discord.Interaction[Any]) -> Requester:

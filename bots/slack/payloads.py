@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from core.models import Requester
+from core.models import Requester, RequesterKey
 
 _USER_MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
 
@@ -54,7 +54,7 @@ def requester(origin: Origin, *, display_name: str = "", is_admin: bool = False)
 
 
 def user_key(team: str, user: str) -> str:
-    return f"slack:{team}:{user}"
+    return str(RequesterKey("slack", team, user))
 
 
 def unescape(text: str) -> str:

@@ -8,9 +8,8 @@ from typing import Any
 import pytest
 
 from bots.jobs import JobRunner
-from bots.turns import RequesterKey
 from core.errors import ImagineError, TooManyJobs
-from core.models import ImageOptions, ImageResult, Progress, ProgressCallback, Requester, Usage
+from core.models import ImageOptions, ImageResult, Progress, ProgressCallback, Requester, RequesterKey, Usage
 from tests.bots.fake_turn import FakeTurn
 
 
@@ -186,7 +185,11 @@ async def test_admission_is_atomic_and_capped_and_a_slot_not_used_is_given_back(
 
 
 def test_requester_keys_are_written_and_read_in_one_place() -> None:
+    from bots.discord.requester import user_key as discord_key
+    from bots.slack.payloads import user_key as slack_key
+
     who = Requester(platform="discord", workspace="dm", user="42", channel="c")
-    key = RequesterKey.of(who)
-    assert key.format() == who.key == "discord:dm:42"
-    assert RequesterKey.parse(who.key) == key
+    assert who.key == discord_key(None, 42) == "discord:dm:42"
+    assert RequesterKey.parse(who.key) == RequesterKey("discord", "dm", "42")
+    assert RequesterKey.parse(slack_key("T1", "U9")) == RequesterKey("slack", "T1", "U9")
+    assert RequesterKey.parse("slack:T1:U9").workspace_key == "slack:T1"
