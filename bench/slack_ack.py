@@ -27,8 +27,14 @@ Scenario 2 — flood:
   request must have exactly one outcome (its images in the channel, or a
   private answer saying why not) and nobody may have more images than the limit.
 
+Floor (`--floor`): a bare bolt AsyncApp in a process of its own, whose
+listeners only ack, takes the same signed probes (or the same flood) at the
+same moments. Its acks are what bolt, aiohttp and this machine cost with no
+bot behind them; the bot's p99 over the floor's p99, from one run, is what
+the bot adds (target: ≤ 1.5× with 400 calls in flight, ≤ 2× in the flood).
+
 Usage:
-    .venv/bin/python bench/slack_ack.py [--jobs 200] [--probes N] [--interval 0.02] [--latency 5] [--model-slots 0]
+    .venv/bin/python bench/slack_ack.py [--floor] [--jobs 200] [--probes N] [--interval 0.02] [--latency 5] [--model-slots 0]
         [--flood-users 100] [--flood-per-user 10] [--daily-limit 5] [--flood-rate 0] [--only in-flight|flood]
 """
 
@@ -93,6 +99,42 @@ async def run_bot(slack_api_url: str, openai_url: str, db_path: str, overrides: 
     await adapter.close(grace_seconds=120)
     await runner.cleanup()
     await service.close()
+
+
+async def run_bare(slack_api_url: str) -> None:
+    """The floor: bolt's AsyncApp behind aiohttp, checking the signature the
+    way bolt does and acking every command, event and action at once."""
+    from aiohttp import web
+    from slack_bolt.adapter.aiohttp import to_aiohttp_response
+    from slack_bolt.async_app import AsyncApp
+    from slack_bolt.request.async_request import AsyncBoltRequest
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    app = AsyncApp(
+        client=AsyncWebClient(token=BOT_TOKEN, base_url=slack_api_url),
+        signing_secret=SIGNING_SECRET,
+        process_before_response=False,
+    )
+
+    async def ack_only(ack: Any) -> None:
+        await ack()
+
+    app.command("/imagine")(ack_only)
+
+    async def handle(request: web.Request) -> web.Response:
+        body = await request.text()
+        bolt_request = AsyncBoltRequest(body=body, query=request.query_string, headers=dict(request.headers))
+        return await to_aiohttp_response(await app.async_dispatch(bolt_request))
+
+    web_app = web.Application()
+    web_app.router.add_post("/slack/events", handle)
+    runner = web.AppRunner(web_app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, backlog=2048)
+    await site.start()
+    print(f"ready {runner.addresses[0][1]}", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    await runner.cleanup()
 
 
 # --------------------------------------------------------------- the sender process
@@ -172,9 +214,17 @@ class Bot:
 
 
 async def start_bot(slack: FakeSlack, openai: FakeOpenAI, db_path: str, overrides: dict[str, Any]) -> Bot:
+    return await _serve("--serve-bot", slack.api_url, openai.base_url, db_path, json.dumps(overrides))
+
+
+async def start_floor(slack: FakeSlack) -> Bot:
+    """The bare bolt app of `--floor` (see run_bare)."""
+    return await _serve("--serve-bare", slack.api_url)
+
+
+async def _serve(*args: str) -> Bot:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, __file__, "--serve-bot", slack.api_url, openai.base_url, db_path, json.dumps(overrides),
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=ROOT,
+        sys.executable, __file__, *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=ROOT,
     )
     assert proc.stdout is not None
     line = (await proc.stdout.readline()).decode().split()
@@ -215,6 +265,11 @@ def show(label: str, stats: dict[str, float]) -> None:
           f"p99={stats['p99']:6.1f} ms  max={stats['max']:6.1f} ms")
 
 
+def show_floor(bot: dict[str, float], floor: dict[str, float]) -> None:
+    show("floor: bare bolt, same requests", floor)
+    print(f"  bot over floor: p50 {bot['p50'] / floor['p50']:.2f}x, p99 {bot['p99'] / floor['p99']:.2f}x")
+
+
 async def wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -224,10 +279,12 @@ async def wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
     return predicate()
 
 
-async def warm_up(bot: Bot, slack: FakeSlack, commands: Commands) -> None:
+async def warm_up(bot: Bot, slack: FakeSlack, commands: Commands, floor: Bot | None = None) -> None:
     """One command first: bolt calls auth.test once, on its first request."""
     await commands.send(bot, [commands.make("UWARMUP", "warm up")], "together")
     await wait_for(lambda: len(slack.completed_uploads()) == 1, 30)
+    if floor is not None:
+        await commands.send(floor, [{"seq": -1, "user": "UWARMUP", "text": "warm up", "response_url": slack.response_url()}], "together")
 
 
 async def scenario_in_flight(args: argparse.Namespace, tmp: str) -> None:
@@ -244,22 +301,33 @@ async def scenario_in_flight(args: argparse.Namespace, tmp: str) -> None:
     }
     async with FakeSlack() as slack, FakeOpenAI(latency=args.latency) as openai:
         bot = await start_bot(slack, openai, os.path.join(tmp, "inflight.db"), overrides)
+        floor = await start_floor(slack) if args.floor else None
         commands = Commands(slack)
-        await warm_up(bot, slack, commands)
+        await warm_up(bot, slack, commands, floor)
         burst = await commands.send(bot, [commands.make(f"UBURST{i:04d}", f"burst fox {i}") for i in range(args.jobs)], "together")
         all_in_flight = await wait_for(lambda: openai.in_flight >= min(args.jobs, slots), 30)
         at_start, delivered_before = openai.in_flight, len(slack.completed_uploads())
         probe_requests = [commands.make(f"UPROBE{i:04d}", f"probe fox {i}") for i in range(probe_count)]
-        probes = await commands.send(bot, probe_requests, "paced", args.interval)
+        if floor is None:
+            probes = await commands.send(bot, probe_requests, "paced", args.interval)
+        else:  # the same probes, at the same moments, to the bare app
+            probes, floor_probes = await asyncio.gather(
+                commands.send(bot, probe_requests, "paced", args.interval),
+                commands.send(floor, [dict(r, response_url=slack.response_url()) for r in probe_requests], "paced", args.interval),
+            )
         at_end, delivered_during = openai.in_flight, len(slack.completed_uploads()) - delivered_before
         await wait_for(lambda: len(slack.completed_uploads()) >= len(commands.all), 600)
         delivered = len(slack.completed_uploads())
         await bot.stop()
+        if floor is not None:
+            await floor.stop()
 
     queueing = f", at most {slots} model calls at a time" if args.model_slots else ""
     print(f"\nScenario 1: {args.jobs} jobs in flight against the fake OpenAI ({args.latency:g} s per call{queueing})")
     show(f"burst acks ({args.jobs} at once)", percentiles(burst))
     show(f"probe acks (1 every {args.interval * 1000:g} ms)", percentiles(probes))
+    if floor is not None:
+        show_floor(percentiles(probes), percentiles(floor_probes))
     print(f"  model calls in flight: {min(args.jobs, slots)} of the burst before probing: {all_in_flight}; "
           f"{at_start} when probing began, {at_end} when it ended; peak {openai.max_in_flight}")
     print(f"  results uploaded while probing: {delivered_during}")
@@ -277,18 +345,20 @@ async def scenario_flood(args: argparse.Namespace, tmp: str) -> None:
     rng = random.Random(7)
     async with FakeSlack() as slack, FakeOpenAI(latency=args.latency) as openai:
         bot = await start_bot(slack, openai, db_path, overrides)
+        floor = await start_floor(slack) if args.floor else None
         commands = Commands(slack)
-        await warm_up(bot, slack, commands)
+        await warm_up(bot, slack, commands, floor)
         flood = [
             commands.make(f"UFLOOD{u:03d}", f"flood fox u{u} r{k} --n {rng.choice((1, 2))}")
             for k in range(args.flood_per_user)
             for u in range(args.flood_users)
         ]
         started = time.perf_counter()
-        if args.flood_rate:
-            acks = await commands.send(bot, flood, "paced", 1 / args.flood_rate)
-        else:
-            acks = await commands.send(bot, flood, "per_user")
+        mode, interval = ("paced", 1 / args.flood_rate) if args.flood_rate else ("per_user", 0.0)
+        if floor is None:
+            acks = await commands.send(bot, flood, mode, interval)
+        else:  # the same flood, at the same time, to the bare app
+            acks, floor_acks = await asyncio.gather(commands.send(bot, flood, mode, interval), commands.send(floor, flood, mode, interval))
         send_seconds = time.perf_counter() - started
         ack_text = {a["seq"]: a["text"] for a in acks}
 
@@ -313,6 +383,8 @@ async def scenario_flood(args: argparse.Namespace, tmp: str) -> None:
             who = upload.params.get("initial_comment", "").split(">", 1)[0].removeprefix("<@")
             uploaded[who] = uploaded.get(who, 0) + len(json.loads(upload.params["files"]))
         await bot.stop()
+        if floor is not None:
+            await floor.stop()
 
     with sqlite3.connect(db_path) as db:
         ledger = dict(db.execute(
@@ -327,6 +399,8 @@ async def scenario_flood(args: argparse.Namespace, tmp: str) -> None:
     print(f"\nScenario 2: {len(flood)} requests from {args.flood_users} users ({pace}), daily limit {args.daily_limit}, "
           f"{args.latency:g} s per model call")
     show("acks", percentiles(acks))
+    if floor is not None:
+        show_floor(percentiles(acks), percentiles(floor_acks))
     print(f"  sent in {send_seconds:.1f} s; HTTP statuses: {sorted({a['status'] for a in acks})}")
     print(f"  images per user: max {max(ledger.values(), default=0)} in the ledger, max {max(flood_uploaded.values(), default=0)} "
           f"uploaded to Slack; {len(flood_uploaded)} users got images, {sum(flood_uploaded.values())} images in all")
@@ -365,6 +439,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--flood-rate", type=float, default=0.0, help="requests/s in scenario 2 (0 = closed loop)")
     p.add_argument("--pin", action="store_true", help="bot on the first CPU, fakes and sender on the others")
     p.add_argument("--only", choices=("in-flight", "flood"), help="run one scenario")
+    p.add_argument("--floor", action="store_true", help="also send the same requests to a bare bolt app (see above)")
     return p.parse_args()
 
 
@@ -372,6 +447,8 @@ if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--serve-bot":
         slack_api_url, openai_url, db_path, overrides = sys.argv[2:6]
         asyncio.run(run_bot(slack_api_url, openai_url, db_path, json.loads(overrides)))
+    elif len(sys.argv) > 1 and sys.argv[1] == "--serve-bare":
+        asyncio.run(run_bare(sys.argv[2]))
     elif len(sys.argv) > 1 and sys.argv[1] == "--send":
         print(json.dumps(asyncio.run(run_sender(json.load(sys.stdin)))))
     else:
