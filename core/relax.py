@@ -72,6 +72,10 @@ class Courier(Protocol):
     """How a platform adapter takes a relax result or notice later, from the
     `reach` its adapter stored with the job (JSON, never a token)."""
 
+    @property
+    def ready(self) -> bool:
+        """Connected and able to post now (a batch is left for later otherwise)."""
+
     async def post_result(self, reach: Mapping[str, Any], result: ImageResult) -> None:
         """Post the images publicly where the request came from, mentioning
         the requester; raise CourierFailed if they could not be posted."""
@@ -196,8 +200,9 @@ class RelaxQueue:
         everything, as if flush_seconds and poll_seconds had passed)."""
         while await self.flush(force=force):
             pass
+        platforms = self.platforms()
         for claimed in await self.store.run(
-            lambda: self.ledger.relax_claim_batches_sync(list(self.couriers), claim_seconds=CLAIM_SECONDS, due_only=not force)
+            lambda: self.ledger.relax_claim_batches_sync(platforms, claim_seconds=CLAIM_SECONDS, due_only=not force)
         ):
             await self._poll(claimed)
         self._counts = await self.store.run(self.ledger.relax_counts_sync)
@@ -267,10 +272,14 @@ class RelaxQueue:
                 self.metrics.relax_batches.labels(status.status).inc()
                 log.info("relax batch %s %s", claimed.batch_id, status.status)
 
+    def platforms(self) -> list[str]:
+        """The platforms this process can deliver to right now."""
+        return [name for name, courier in self.couriers.items() if courier.ready]
+
     async def process_finished(self, batch_id: str, status: BatchStatus) -> None:
         """Deliver the batch's good lines, refund the failed ones, and, once
         the Batch API is done with it, refund every line it never answered."""
-        lines = await self.store.run(self.ledger.relax_lines_sync, batch_id, list(self.couriers))
+        lines = await self.store.run(self.ledger.relax_lines_sync, batch_id, self.platforms() or ["-"])
         for file_id in (status.output_file_id, status.error_file_id):
             if file_id and lines:
                 await self._read_results(file_id, lines)
@@ -419,9 +428,10 @@ def relax_edits_unsupported() -> str:
 
 
 def queued_text(flush_at: datetime, latest: datetime, now: datetime) -> str:
-    wait = messages.format_duration(max(flush_at - now, timedelta(seconds=1)))
+    left = flush_at - now
+    wait = "within a minute" if left <= timedelta(minutes=1) else f"in about {messages.format_duration(left)}"
     return (
-        f"Queued in relax mode (half price). It goes out with the next batch in about {wait}; the result is "
+        f"Queued in relax mode (half price). It goes out with the next batch {wait}; the result is "
         f"posted here {TYPICAL_COMPLETION}, and at the latest by {messages.format_clock(latest)} "
         f"({latest.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC). You can cancel it until the batch is sent."
     )

@@ -34,6 +34,8 @@ def backend(request: pytest.FixtureRequest) -> str:
 class RecordingCourier:
     """A platform that records what it was asked to post and tell."""
 
+    ready = True
+
     def __init__(self) -> None:
         self.posted: list[tuple[Mapping[str, Any], ImageResult]] = []
         self.told: list[tuple[Mapping[str, Any], str]] = []
