@@ -136,7 +136,7 @@ class RelaxLedger(LedgerBase):
             conn.execute(
                 """INSERT INTO relax_jobs (job_id, state, user_key, platform, day, units, request, reach, created_at)
                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                (job_id, WAITING, requester.key, requester.platform, day, units, json.dumps(dict(request)),
+                (job_id, WAITING, requester.key, courier_of(requester, reach), day, units, json.dumps(dict(request)),
                  json.dumps(dict(reach)), now),
             )  # fmt: skip
         return Reservation(job_id=job_id, requester_key=requester.key, units=units, usd=usd, day=day, n=options.n)
@@ -449,6 +449,11 @@ class RelaxLedger(LedgerBase):
             batches = conn.execute(f"SELECT COUNT(*) FROM relax_batches WHERE state IN {_in((PREPARING, SUBMITTED))}").fetchone()[0]
         return {"waiting": int(jobs.get(WAITING, 0)), "in_batch": int(jobs.get(IN_BATCH, 0)) + int(jobs.get(DELIVERING, 0)),
                 "pending_batches": int(batches)}  # fmt: skip
+
+
+def courier_of(requester: Requester, reach: Mapping[str, Any]) -> str:
+    """Who delivers the result: the reach's platform (a CLI run names itself), else the requester's."""
+    return str(reach.get("platform") or requester.platform)
 
 
 def _relax_limit_text(used: float, allowance: int, units: float, resets: str) -> str:

@@ -147,7 +147,8 @@ RELAX_JOBS = Table(
         ("job_id", str),  # jobs.id; also the line's custom_id
         ("batch_id", str),  # relax_batches.id once flushed; NULL while it can still be cancelled
         ("state", str),  # waiting, batched, settled, delivering, delivered, refunded, cancelled
-        ("user_key", str), ("platform", str), ("day", str),
+        ("user_key", str), ("day", str),
+        ("platform", str),  # whose courier delivers it: slack, discord, or one waiting CLI run
         ("units", float),  # against the relax allowance ([relax] daily_images_per_user), not the fast one
         ("request", str),  # JSON: the body of the batch line (the same JSON as images.generate)
         ("reach", str),  # JSON: where to post the result and whom to mention; never a token
