@@ -4,9 +4,11 @@ writes the images like `generate` and records them at half price."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from tests.bots.test_cli import KEY, env, imaginebot  # noqa: F401  (env is a fixture)
@@ -44,3 +46,18 @@ async def test_generate_relax_when_relax_is_off_is_refused_before_anything_is_ch
     assert code == 1 and out == ""
     assert "Relax mode is turned off" in err
     assert fake_openai.requests == [] or all("/batches" not in r.path and "/files" not in r.path for r in fake_openai.requests)
+
+
+async def test_usage_shows_relax_and_fast_spend_apart(tmp_path: Path, env: dict[str, str], fake_openai: FakeOpenAI) -> None:  # noqa: F811
+    (tmp_path / "relax.toml").write_text("[relax]\npoll_seconds = 0.1\n")
+    cfg = {**env, "IMAGINEBOT_CONFIG": "relax.toml"}
+    assert (await imaginebot("generate", "a quiet harbor", "--quality", "low", cwd=tmp_path, env=cfg))[0] == 0
+    assert (await imaginebot("generate", "a quiet harbor", "--quality", "low", "--relax", cwd=tmp_path, env=cfg))[0] == 0
+    code, out, _ = await imaginebot("usage", "--json", cwd=tmp_path, env=cfg)
+    assert code == 0
+    (user,) = json.loads(out)["users"]
+    assert user["images"] == 2 and user["relax_images"] == 1
+    # The same prompt and settings: relax cost half (up to the float sum's last bit).
+    assert user["relax_usd"] == pytest.approx(user["fast_usd"] / 2, abs=1e-12) and user["relax_usd"] > 0
+    code, out, _ = await imaginebot("usage", cwd=tmp_path, env=cfg)
+    assert code == 0 and "fast USD" in out and "relax USD" in out
