@@ -117,6 +117,7 @@ async def run(settings: Settings, config: Config, *, only: str | None) -> int:
                 await task
         service.stop_accepting()
         await service.stop_recovering()  # no new announcements while the adapters close
+        await service.relax.close()  # nor relax deliveries: whatever is left, the next process (or a replica) delivers
         grace = config.server.shutdown_grace_seconds
         await asyncio.gather(*(a.close(grace) for a in adapters.values()), return_exceptions=True)
         await web_runner.cleanup()

@@ -81,6 +81,9 @@ async def test_a_relax_job_is_batched_settled_at_half_price_and_delivered(make_s
     assert line["custom_id"] == ticket.job_id and line["body"]["prompt"] == "a quiet harbor"
     assert (line["body"]["quality"], line["body"]["size"], line["body"]["n"]) == ("high", "1536x1024", 2)
     assert courier.posted == []  # polled: still in progress
+    page = service.metrics_page()[0].decode()
+    assert "imaginebot_relax_batches_pending 1.0" in page and "imaginebot_relax_jobs_in_batches 1.0" in page
+    assert 'imaginebot_relax_jobs_total{event="queued",platform="slack"} 1.0' in page
 
     batch.ready_at = 0  # the batch completes
     await service.relax.run_once(force=True)  # the poll finds it completed, streams the output, settles, delivers
@@ -99,6 +102,9 @@ async def test_a_relax_job_is_batched_settled_at_half_price_and_delivered(make_s
 
     await service.relax.run_once(force=True)  # nothing more: delivered once
     assert len(courier.posted) == 1
+    page = service.metrics_page()[0].decode()
+    assert "imaginebot_relax_batches_pending 0.0" in page
+    assert 'imaginebot_relax_jobs_total{event="delivered",platform="slack"} 1.0' in page
 
 
 async def test_the_relax_allowance_is_separate_from_the_fast_one(make_service: MakeService) -> None:
