@@ -119,6 +119,7 @@ class RelaxQueue:
         self.couriers: dict[str, Courier] = {}
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._stopping = False
         self._counts: dict[str, int] = {}  # the ledger's counts as of the last round (for /metrics)
         metrics.relax_waiting.set_function(lambda: self._counts.get("waiting", 0))
         metrics.relax_in_batches.set_function(lambda: self._counts.get("in_batch", 0))
@@ -171,14 +172,22 @@ class RelaxQueue:
         the batches holding lines for these platforms, delivering them."""
         self.couriers.update(couriers)
         if self._task is None:
+            self._stopping = False
             self._task = asyncio.create_task(self._loop(), name="imaginebot-relax")
 
-    async def close(self) -> None:
-        if self._task is not None:
+    async def close(self, grace_seconds: float = 30.0) -> None:
+        """Stop after the round in progress (a post half-way would leave its
+        line claimed until CLAIM_SECONDS pass); cancel it after `grace_seconds`."""
+        if self._task is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        done, _ = await asyncio.wait({self._task}, timeout=grace_seconds)
+        if not done:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
 
     @property
     def tick_seconds(self) -> float:
@@ -186,11 +195,13 @@ class RelaxQueue:
         return max(0.05, min(relax.flush_seconds, relax.poll_seconds) / 2)
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await self.run_once()
             except Exception:  # a database or network hiccup must not end relax mode
                 log.warning("relax: a round of flushing and polling failed", exc_info=True)
+            if self._stopping:
+                return
             self._wake.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.tick_seconds)
