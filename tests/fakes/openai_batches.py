@@ -138,12 +138,20 @@ class FakeBatchAPI:
         self._auth(record)  # type: ignore[attr-defined]
         return self._json(200, self._file(request).payload(), "req_file", time.monotonic())  # type: ignore[attr-defined,no-any-return]
 
-    async def _file_content(self, request: web.Request, record: RecordedRequest) -> web.Response:
+    async def _file_content(self, request: web.Request, record: RecordedRequest) -> web.StreamResponse:
         self._auth(record)  # type: ignore[attr-defined]
         f = self._file(request)
         if f.purpose == "batch":  # the real API serves outputs, not what was uploaded
             raise self._api_error(400, "Not allowed to download files of purpose: batch")
-        return web.Response(body=f.data, headers={"Content-Type": "application/octet-stream"})
+        # Streamed in chunks, as a real server sends a file of hundreds of MB.
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        response.content_length = len(f.data)
+        await response.prepare(request)
+        view = memoryview(f.data)
+        for start in range(0, len(view), 1 << 16):
+            await response.write(view[start:start + (1 << 16)])
+        await response.write_eof()
+        return response  # type: ignore[return-value]
 
     async def _create_batch(self, request: web.Request, record: RecordedRequest) -> web.Response:
         self._auth(record)  # type: ignore[attr-defined]
