@@ -277,3 +277,23 @@ async def until_state(service: Any, state: str) -> None:
             return
         await asyncio.sleep(0.005)
     raise AssertionError(f"the relax job never reached {state}")
+
+
+async def test_two_replicas_polling_at_once_deliver_each_line_once(
+    make_service: MakeService, fake_openai: FakeOpenAI, db_url: Any
+) -> None:
+    db = db_url("shared")
+    replicas = [await make_service(db_path=db, **RELAX) for _ in range(2)]
+    couriers = [RecordingCourier() for _ in replicas]
+    for service, courier in zip(replicas, couriers):
+        service.relax.couriers["slack"] = courier
+    tickets = [await replicas[i % 2].relax.submit(member(f"U{i}"), f"harbor {i}", ImageOptions(), REACH) for i in range(6)]
+    fake_openai.batch_delay = 3600
+    await asyncio.gather(*(service.relax.run_once(force=True) for service in replicas))  # both flush at once
+    assert len(fake_openai.batches) == 1  # one batch, not one per replica
+    for batch in fake_openai.batches.values():
+        batch.ready_at = 0
+    await asyncio.gather(*(service.relax.run_once(force=True) for service in replicas))  # both poll at once
+    await asyncio.gather(*(service.relax.run_once(force=True) for service in replicas))
+    posted = sorted(r.job_id for courier in couriers for _, r in courier.posted)
+    assert posted == sorted(t.job_id for t in tickets)  # every line once, by whichever replica held the claim
