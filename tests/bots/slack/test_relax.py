@@ -8,7 +8,8 @@ import uuid
 from typing import Any
 
 from core.models import ImageOptions
-from tests.bots.slack.conftest import CHANNEL, MakeBot, SlackBot
+from tests.bots.slack.conftest import CHANNEL, MakeBot, SlackBot, png
+from tests.bots.slack.test_edit import mention_event
 from tests.core.scenario import rows, until
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_server import TEAM_ID
@@ -124,3 +125,13 @@ async def test_relax_turned_off_is_refused_privately_before_anything_is_charged(
     (answer,) = bot.slack.responses_to(response_url)
     assert "Relax mode is turned off" in answer["text"]
     assert await rows(bot.service, "SELECT * FROM jobs") == []
+
+
+async def test_an_edit_asked_with_relax_is_refused_privately_before_anything_is_charged(bot: SlackBot, fake_openai: FakeOpenAI) -> None:
+    file = bot.slack.add_file(png())
+    msg = bot.slack.add_message(CHANNEL, text=f"<@{bot.slack.bot_user_id}> make it watercolor --relax", files=[file])
+    await bot.event(mention_event(msg.text, ts=msg.ts, files=[file]))
+    await bot.settle()
+    (told,) = bot.slack.ephemerals_for("UALICE")
+    assert "new images only, not edits" in told
+    assert fake_openai.requests == [] and await rows(bot.service, "SELECT * FROM jobs") == []
