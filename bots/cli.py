@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("prompt")
     _image_flags(g)
     g.add_argument("--format", choices=FORMATS)
+    g.add_argument("--relax", action="store_true", help="through the Batch API at half price: waits for the batch (can take hours)")
 
     e = sub.add_parser("edit", help="edit images from the terminal")
     e.add_argument("images", nargs="+", metavar="IMAGE")
@@ -145,7 +146,15 @@ async def _make_images(args: argparse.Namespace, settings: Settings, config: Con
         await service.recover(tell_users=False)  # a bot tells a crashed bot's users; we can't
         requester = cli_requester()
         try:
-            if args.command == "generate":
+            if args.command == "generate" and args.relax:
+                from bots.cli_relax import wait_for_relax
+
+                outcome = await wait_for_relax(service, requester, args.prompt, options)
+                if isinstance(outcome, str):  # refunded: the words a chat user would get
+                    print(outcome, file=sys.stderr)
+                    return EXIT_FAIL
+                result = outcome
+            elif args.command == "generate":
                 result = await service.generate(requester, args.prompt, options, progress=show_progress)
             else:
                 images = [_read_upload(p) for p in args.images]

@@ -108,6 +108,8 @@ async def run(settings: Settings, config: Config, *, only: str | None) -> int:
         # From now on a process on this database that dies (kill -9, a lost
         # host) has its jobs refunded and their users told by a survivor.
         service.announce_recovered(lambda jobs: _announce(jobs, adapters))
+        # Relax mode: flush jobs into Batch API batches and deliver finished ones, here and on any replica.
+        service.relax.start({name: adapter.courier for name, adapter in adapters.items()})
         await stop.wait()
         log.info("shutting down: letting running jobs finish (up to %.0f s)", config.server.shutdown_grace_seconds)
     finally:
@@ -117,6 +119,7 @@ async def run(settings: Settings, config: Config, *, only: str | None) -> int:
                 await task
         service.stop_accepting()
         await service.stop_recovering()  # no new announcements while the adapters close
+        await service.relax.close()  # nor relax deliveries: whatever is left, the next process (or a replica) delivers
         grace = config.server.shutdown_grace_seconds
         await asyncio.gather(*(a.close(grace) for a in adapters.values()), return_exceptions=True)
         await web_runner.cleanup()

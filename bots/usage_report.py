@@ -12,8 +12,10 @@ from core.config import Config
 from core.ledger import Ledger
 
 def format_table(title: str, rows: list[dict[str, Any]]) -> str:
-    headers = (title, "jobs", "images", "USD", "blocked", "failed")
-    body = [(r["name"], str(r["jobs"]), str(r["images"]), f"{r['usd']:.4f}", str(r["blocked"]), str(r["failed"])) for r in rows]
+    # Relax (Batch API, half price) apart from fast: USD is their sum.
+    headers = (title, "jobs", "images", "USD", "fast USD", "relax USD", "relax images", "blocked", "failed")
+    body = [(r["name"], str(r["jobs"]), str(r["images"]), f"{r['usd']:.4f}", f"{r['usd'] - r['relax_usd']:.4f}",
+             f"{r['relax_usd']:.4f}", str(r["relax_images"]), str(r["blocked"]), str(r["failed"])) for r in rows]  # fmt: skip
     if not body:
         return f"{title}: no jobs in this period."
     widths = [max(len(h), *(len(row[i]) for row in body)) for i, h in enumerate(headers)]
@@ -34,6 +36,9 @@ async def print_usage(settings: Settings, config: Config, *, days: int, as_json:
         data = await store.run(ledger.usage_sync, since)
     finally:
         await store.close()
+    for rows in data.values():
+        for row in rows:
+            row["fast_usd"] = row["usd"] - row["relax_usd"]
     if as_json:
         print(json.dumps({"since": since, "days": days, **data}, indent=2))
         return 0

@@ -172,6 +172,16 @@ class ServerConfig:
 
 
 @dataclass(frozen=True)
+class RelaxConfig:
+    """Relax mode (`--relax`): the Batch API at half price, results when the batch completes."""
+
+    enabled: bool = True
+    flush_seconds: float = 60.0  # relax jobs are grouped into one batch this often
+    poll_seconds: float = 60.0  # how often pending batches are checked
+    daily_images_per_user: int = 20  # relax has its own allowance, beside the fast one
+
+
+@dataclass(frozen=True)
 class Config:
     openai: OpenAIConfig = field(default_factory=OpenAIConfig)
     defaults: DefaultsConfig = field(default_factory=DefaultsConfig)
@@ -180,6 +190,7 @@ class Config:
     slack: SlackConfig = field(default_factory=SlackConfig)
     discord: DiscordConfig = field(default_factory=DiscordConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
+    relax: RelaxConfig = field(default_factory=RelaxConfig)
     models: Mapping[str, ModelInfo] = field(default_factory=_default_catalog)  # the model catalog
     source: str = field(default="(built-in defaults)", compare=False)
 
@@ -306,6 +317,8 @@ def _check_semantics(cfg: Config) -> None:
         "limits.max_jobs_in_flight_per_user": cfg.limits.max_jobs_in_flight_per_user,
         "limits.policy_blocks_before_cooldown": cfg.limits.policy_blocks_before_cooldown,
         "server.heartbeat_timeout_seconds": cfg.server.heartbeat_timeout_seconds,
+        "relax.flush_seconds": cfg.relax.flush_seconds,
+        "relax.poll_seconds": cfg.relax.poll_seconds,
     }
     for key, v in positive.items():
         if v <= 0:
@@ -315,6 +328,7 @@ def _check_semantics(cfg: Config) -> None:
         "limits.daily_budget_usd_per_workspace": cfg.limits.daily_budget_usd_per_workspace,
         "limits.daily_budget_usd_total": cfg.limits.daily_budget_usd_total,
         "limits.cooldown_minutes": cfg.limits.cooldown_minutes,
+        "relax.daily_images_per_user": cfg.relax.daily_images_per_user,
     }
     for key, v in non_negative.items():
         if v < 0:

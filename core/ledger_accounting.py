@@ -22,6 +22,9 @@ SELECT {{group}} AS name,
        COUNT(*) AS jobs,
        CAST(COALESCE(SUM(CASE WHEN status = '{SUCCEEDED}' THEN images ELSE 0 END), 0) AS INTEGER) AS images,
        COALESCE(SUM(cost_usd), 0) AS usd,
+       COALESCE(SUM(CASE WHEN id IN (SELECT job_id FROM relax_jobs) THEN cost_usd ELSE 0 END), 0) AS relax_usd,
+       CAST(COALESCE(SUM(CASE WHEN status = '{SUCCEEDED}' AND id IN (SELECT job_id FROM relax_jobs)
+                             THEN images ELSE 0 END), 0) AS INTEGER) AS relax_images,
        COALESCE(SUM(CASE WHEN status = '{BLOCKED}' THEN 1 ELSE 0 END), 0) AS blocked,
        COALESCE(SUM(CASE WHEN status IN ('{FAILED}', '{INTERRUPTED}') THEN 1 ELSE 0 END), 0) AS failed
 FROM jobs WHERE day >= ? GROUP BY {{group}} ORDER BY usd DESC, images DESC

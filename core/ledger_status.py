@@ -11,13 +11,18 @@ FAILED = "failed"  # refunded: nothing made, nothing charged
 BLOCKED = "blocked"  # refused by the content policy (images kept only if blocks are charged)
 INTERRUPTED = "interrupted"  # its process stopped; refunded by a survivor or the next start
 UNDELIVERED = "undelivered"  # made and paid to OpenAI, never delivered: images given back, cost kept
+# A relax job waiting for the Batch API: it holds its reservation like RESERVED, but
+# belongs to the ledger, not to a process (a restart must not interrupt it), and
+# does not count as in flight (it may wait for hours).
+BATCHED = "batched"
 
-STATUSES = (RESERVED, SUCCEEDED, FAILED, BLOCKED, INTERRUPTED, UNDELIVERED)
+STATUSES = (RESERVED, SUCCEEDED, FAILED, BLOCKED, INTERRUPTED, UNDELIVERED, BATCHED)
 
 # status -> the statuses it may become; a status not listed is final.
 TRANSITIONS: dict[str, frozenset[str]] = {
     RESERVED: frozenset({SUCCEEDED, FAILED, BLOCKED, INTERRUPTED}),
     SUCCEEDED: frozenset({UNDELIVERED}),
+    BATCHED: frozenset({SUCCEEDED, FAILED, BLOCKED}),
 }
 
 # A refund ends a reservation with one of these (the caller says which).

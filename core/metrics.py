@@ -38,5 +38,16 @@ class Metrics:
             "imaginebot_ack_seconds", "Time from a platform request to its ack/defer.", ["platform"], buckets=_ACK_BUCKETS, registry=r
         )
 
+        # Relax mode (core/relax.py): outcomes, and what waits in the ledger as of the last round.
+        self.relax_jobs = Counter(
+            "imaginebot_relax_jobs_total", "Relax jobs by event (queued, delivered, refunded, cancelled, undelivered).",
+            ["platform", "event"], registry=r,
+        )  # fmt: skip
+        self.relax_batches = Counter("imaginebot_relax_batches_total", "Batch API batches by event (submitted, then their final status).",
+                                     ["event"], registry=r)  # fmt: skip
+        self.relax_waiting = Gauge("imaginebot_relax_jobs_waiting", "Relax jobs waiting for the next batch.", registry=r)
+        self.relax_in_batches = Gauge("imaginebot_relax_jobs_in_batches", "Relax jobs in a submitted batch, not yet delivered.", registry=r)
+        self.relax_pending_batches = Gauge("imaginebot_relax_batches_pending", "Batches submitted and not finished.", registry=r)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -74,6 +74,7 @@ class ImageOptions:
     # Nobody asked for this size: it is [defaults] size. An edit then asks
     # for "auto", which keeps the first input's shape (ImageService.edit).
     size_from_defaults: bool = field(default=False, compare=False, repr=False)
+    relax: bool = False  # --relax: through the Batch API at half price, delivered when the batch completes
 
     def describe(self) -> str:
         parts = [self.size, f"{self.quality} quality", f"{self.n} image" + ("s" if self.n != 1 else ""), self.format]

@@ -32,7 +32,9 @@ MAX_ASPECT = 3.0
 CLASSIC_SIZES = ("auto", "1024x1024", "1536x1024", "1024x1536")
 
 _WXH = re.compile(r"^(\d{2,5})\s*[x×]\s*(\d{2,5})$")
-_FLAGS = ("size", "quality", "n", "format", "background", "model")
+_FLAGS = ("size", "quality", "n", "format", "background", "model", "relax")
+# Flags that take no value: their presence says yes.
+_SWITCHES = ("relax",)
 # "—" and "–" count as "--": phones and macOS turn a typed double dash into a dash.
 _FLAG_PREFIXES = ("--", "—", "–")
 _FLAG_ALIASES = {"count": "n", "q": "quality", "s": "size", "fmt": "format", "bg": "background"}
@@ -80,6 +82,7 @@ def build_options(
     background: str | None = None,
     compression: int | None = None,
     model: str | None = None,
+    relax: bool = False,
 ) -> ImageOptions:
     """Validated options; None means the config's default. Everything the
     model that will make the images can't do is refused here, before any
@@ -125,7 +128,7 @@ def build_options(
             raise InvalidInput("Compression must be between 0 and 100.")
     return ImageOptions(
         size=size_v, quality=quality_v, n=n_v, format=fmt, background=bg, compression=compression, model=picked,
-        size_from_defaults=size is None,
+        size_from_defaults=size is None, relax=relax,
     )
 
 
@@ -190,6 +193,7 @@ def check_options(config: Config, options: ImageOptions) -> ImageOptions:
         background=options.background,
         compression=options.compression,
         model=options.model,
+        relax=options.relax,
     )
     return replace(checked, size_from_defaults=options.size_from_defaults)
 
@@ -234,6 +238,13 @@ def parse_command(text: str, config: Config) -> tuple[str, ImageOptions]:
             raise InvalidInput(f"I don't know the option “{tok}”. You can use {known}.")
         if name in flags:
             raise InvalidInput(f"The option --{name} appears twice. Give it once.")
+        if name in _SWITCHES:
+            if eq:
+                raise InvalidInput(f"The option --{name} takes no value: just add --{name}.")
+            flags[name] = "yes"
+            cut.append((start, end))
+            i += 1
+            continue
         if not eq:
             if i + 1 >= len(tokens) or tokens[i + 1][2].startswith(_FLAG_PREFIXES):
                 raise InvalidInput(f"The option --{name} needs a value, for example --{name} {_example(name)}.")
@@ -260,6 +271,7 @@ def parse_command(text: str, config: Config) -> tuple[str, ImageOptions]:
         format=flags.get("format"),
         background=flags.get("background"),
         model=flags.get("model"),
+        relax="relax" in flags,
     )
     return prompt, options
 

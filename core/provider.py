@@ -49,6 +49,33 @@ class ProviderResult:
     output_format: str
 
 
+@dataclass(frozen=True)
+class BatchStatus:
+    """One Batch API batch as `batches.retrieve` reports it."""
+
+    batch_id: str
+    status: str  # validating, in_progress, finalizing, completed, failed, expired, cancelling, cancelled
+    output_file_id: str | None
+    error_file_id: str | None
+    completed: int = 0
+    failed: int = 0
+    total: int = 0
+
+
+class BatchAPI(Protocol):
+    """The Batch API, for relax mode (core/relax.py)."""
+
+    def generation_body(self, *, model: str, prompt: str, options: ImageOptions, user_tag: str) -> dict[str, Any]: ...
+
+    async def upload_batch_input(self, filename: str, data: bytes) -> str: ...
+
+    async def create_batch(self, input_file_id: str, *, endpoint: str, metadata: dict[str, str]) -> BatchStatus: ...
+
+    async def retrieve_batch(self, batch_id: str) -> BatchStatus: ...
+
+    async def download_file(self, file_id: str, path: str) -> int: ...
+
+
 class ImageProvider(Protocol):
     async def generate(self, *, model: str, prompt: str, options: ImageOptions, user_tag: str) -> ProviderResult: ...
 
@@ -129,6 +156,49 @@ class OpenAIProvider:
             raise translate(e, timeout_seconds=self.config.openai.timeout_seconds) from None
         return found.shutdown_date
 
+    # -- the Batch API (relax mode) ---------------------------------------------
+
+    def generation_body(self, *, model: str, prompt: str, options: ImageOptions, user_tag: str) -> dict[str, Any]:
+        """One batch line's body: the same JSON as images.generate sends."""
+        return self._common_params(model, prompt, options, user_tag)
+
+    async def upload_batch_input(self, filename: str, data: bytes) -> str:
+        """files.create(purpose="batch"): the JSONL input; returns its file id."""
+        created = await self._batch_call(self.client.files.create(file=(filename, data, "application/jsonl"), purpose="batch"))
+        return str(created.id)
+
+    async def create_batch(self, input_file_id: str, *, endpoint: str, metadata: dict[str, str]) -> BatchStatus:
+        batch = await self._batch_call(
+            self.client.batches.create(
+                input_file_id=input_file_id, endpoint=endpoint, completion_window="24h", metadata=metadata  # type: ignore[arg-type]
+            )
+        )
+        return _batch_status(batch)
+
+    async def retrieve_batch(self, batch_id: str) -> BatchStatus:
+        return _batch_status(await self._batch_call(self.client.batches.retrieve(batch_id)))
+
+    async def download_file(self, file_id: str, path: str) -> int:
+        """files.content(id), streamed into `path` chunk by chunk (an output
+        file of a thousand images is hundreds of MB: never held whole). Bytes written."""
+
+        async def stream() -> int:
+            written = 0
+            async with self.client.files.with_streaming_response.content(file_id) as response:
+                with open(path, "wb") as out:
+                    async for chunk in response.iter_bytes(1 << 20):
+                        out.write(chunk)
+                        written += len(chunk)
+            return written
+
+        return await self._batch_call(stream())
+
+    async def _batch_call(self, coro: Coroutine[Any, Any, T]) -> T:
+        try:
+            return await self._on_thread(coro)
+        except openai.APIError as e:
+            raise translate(e, timeout_seconds=self.config.openai.timeout_seconds) from None
+
     async def close(self) -> None:
         if self._thread is None:
             await self.client.close()
@@ -190,6 +260,36 @@ class OpenAIProvider:
                     continue
                 raise error from None
             return _result(response, model, options, attempts)
+
+
+def _batch_status(batch: Any) -> BatchStatus:
+    counts = getattr(batch, "request_counts", None)
+    return BatchStatus(
+        batch_id=batch.id,
+        status=batch.status,
+        output_file_id=batch.output_file_id,
+        error_file_id=batch.error_file_id,
+        completed=int(getattr(counts, "completed", 0) or 0),
+        failed=int(getattr(counts, "failed", 0) or 0),
+        total=int(getattr(counts, "total", 0) or 0),
+    )
+
+
+def usage_from_json(u: Any) -> Usage:
+    """A batch output line's usage (plain JSON, the images response's shape)."""
+    if not isinstance(u, dict):
+        return Usage()
+    details_in = u.get("input_tokens_details") or {}
+    details_out = u.get("output_tokens_details")
+    text_in, image_in = details_in.get("text_tokens"), details_in.get("image_tokens")
+    if text_in is None and image_in is None:
+        text_in, image_in = u.get("input_tokens", 0), 0
+    if isinstance(details_out, dict):
+        image_out, text_out = details_out.get("image_tokens", 0), details_out.get("text_tokens", 0)
+    else:
+        image_out, text_out = u.get("output_tokens", 0), 0
+    return Usage(input_text_tokens=int(text_in or 0), input_image_tokens=int(image_in or 0),
+                 output_image_tokens=int(image_out or 0), output_text_tokens=int(text_out or 0))  # fmt: skip
 
 
 def _result(response: Any, model: str, options: ImageOptions, attempts: int) -> ProviderResult:

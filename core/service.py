@@ -56,6 +56,7 @@ from core.options import check_options, check_prompt, route_model
 from core.pricing import cost_usd, estimate_usd, weighted_units
 from core.progress import ProgressReporter
 from core.provider import ImageProvider, ProviderResult, safety_identifier
+from core.relax import RelaxQueue
 from core.store import DATABASE_FAULTS, Store, store_for
 
 log = logging.getLogger("imaginebot.core")
@@ -99,6 +100,8 @@ class ImageService:
         self._model_watch: asyncio.Task[None] | None = None
         self._announce: Callable[[list[InterruptedJob]], Awaitable[None]] | None = None
         self._announcing: set[asyncio.Task[None]] = set()
+        # Relax mode (--relax): the Batch API at half price, delivered when the batch completes.
+        self.relax = RelaxQueue(config, store, self.ledger, provider, self.metrics, check_model=self.model_for)
 
     @classmethod
     async def open(cls, config: Config, db_path: str, provider: ImageProvider, **kwargs: Any) -> ImageService:
@@ -525,6 +528,7 @@ class ImageService:
             return
         self._closed = self._closing = True
         await self.stop_recovering()
+        await self.relax.close()
         for task in (self._heartbeat, self._model_watch):
             if task is not None:
                 task.cancel()

@@ -123,14 +123,62 @@ def _v3_seen_events_by_age(dialect: str) -> list[str]:
     return [f"CREATE INDEX IF NOT EXISTS {index_name('seen_events', ('at',))} ON seen_events (at)"]
 
 
+RELAX_BATCHES = Table(
+    "relax_batches",
+    (
+        ("id", str),  # ours, made before OpenAI is asked (also the batch's metadata)
+        ("state", str),  # preparing, submitted, finished (see core/ledger_relax.py)
+        ("openai_batch_id", str), ("input_file_id", str), ("output_file_id", str), ("error_file_id", str),
+        ("openai_status", str),  # the Batch API's own status, as last seen
+        ("lines", int), ("input_bytes", int),
+        ("created_at", float), ("submitted_at", float), ("finished_at", float),
+        ("next_poll_at", float),
+        # One process works on a batch at a time: the claim expires, so a dead one's batch is taken over.
+        ("claim_owner", str), ("claim_until", float),
+    ),
+    pk=("id",),
+    defaults={"lines": 0, "input_bytes": 0},
+    indexes=(("state",),),
+)  # fmt: skip
+
+RELAX_JOBS = Table(
+    "relax_jobs",
+    (
+        ("job_id", str),  # jobs.id; also the line's custom_id
+        ("batch_id", str),  # relax_batches.id once flushed; NULL while it can still be cancelled
+        ("state", str),  # waiting, batched, settled, delivering, delivered, refunded, cancelled
+        ("user_key", str), ("day", str),
+        ("platform", str),  # whose courier delivers it: slack, discord, or one waiting CLI run
+        ("units", float),  # against the relax allowance ([relax] daily_images_per_user), not the fast one
+        ("request", str),  # JSON: the body of the batch line (the same JSON as images.generate)
+        ("reach", str),  # JSON: where to post the result and whom to mention; never a token
+        ("created_at", float), ("settled_at", float), ("delivered_at", float),
+        ("claim_owner", str), ("claim_until", float),  # the delivery claim (see deliver-once in ledger_relax)
+        ("error_code", str),
+    ),
+    pk=("job_id",),
+    defaults={"units": 0},
+    indexes=(("state", "created_at"), ("batch_id",), ("user_key", "day")),
+)  # fmt: skip
+
+
+def _v5_relax(dialect: str) -> list[str]:
+    # Relax mode: batches and the job <-> custom_id map live in the ledger, so
+    # a restart or another replica polls, settles and delivers them.
+    return [sql for table in (RELAX_BATCHES, RELAX_JOBS) for sql in create_table_sql(table, dialect)]
+
+
 # (version, what it does, its statements for a dialect). Append only: a step
 # that has shipped is never edited.
 MIGRATIONS: tuple[tuple[int, str, Callable[[str], list[str]]], ...] = (
     (1, "the tables of release 0.1.0", _v1_release_schema),
     (2, "an index for finding a dead worker's jobs", _v2_jobs_by_owner),
     (3, "an index for pruning old event claims", _v3_seen_events_by_age),
+    (5, "relax mode: Batch API batches and their jobs", _v5_relax),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
+# Every table a database at SCHEMA_VERSION holds (what `imaginebot migrate` copies).
+ALL_TABLES: tuple[Table, ...] = (*TABLES, RELAX_BATCHES, RELAX_JOBS)
 
 VERSIONS_TABLE = "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, what TEXT, applied_at FLOAT)"
 

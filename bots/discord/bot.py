@@ -26,6 +26,7 @@ from bots.discord.attachments import allowed_hosts, check_sizes, download_attach
 from bots.discord.commands import register_commands
 from bots.discord.components import EditInstructionModal, JobButton
 from bots.discord.filesize import options_for_limit
+from bots.discord import relax as relax_mode
 from bots.discord.replays import claim_key
 from bots.discord_shards import ShardPlan
 from bots.recent import RecentDeliveries
@@ -56,7 +57,7 @@ class _AdapterHooks:
     adapter: DiscordAdapter
 
     async def setup_hook(self) -> None:
-        self.add_dynamic_items(JobButton)  # type: ignore[attr-defined]
+        self.add_dynamic_items(JobButton, relax_mode.RelaxCancelButton)  # type: ignore[attr-defined]
 
     async def on_connect(self) -> None:
         self.adapter._set_connected(None, True)
@@ -139,6 +140,7 @@ class DiscordAdapter:
         self._connect_task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._closing = False
+        self.courier = relax_mode.DiscordCourier(self)  # relax results, posted later with the bot token
 
     # ------------------------------------------------------------ life cycle
 
@@ -345,6 +347,7 @@ class DiscordAdapter:
     async def on_imagine(
         self, interaction: discord.Interaction[Any], prompt: str, *, size: str | None, quality: str | None,
         count: int | None, format: str | None, background: str | None = None, model: str | None = None,
+        relax: bool = False,
     ) -> None:
         slot = await self._admit_job(interaction)
         if slot is None:
@@ -353,8 +356,11 @@ class DiscordAdapter:
         def options() -> ImageOptions:
             check_prompt(prompt)
             return build_options(self.config, size=_wxh(size), quality=quality, n=count, format=format,
-                                 background=background, model=model)  # fmt: skip
+                                 background=background, model=model, relax=relax)  # fmt: skip
 
+        if relax:  # the Batch API: queued privately now, posted in the channel when the batch completes
+            await relax_mode.queue(self, slot, interaction, prompt, options)
+            return
         with slot:
             if ready := await self._checked_and_deferred(interaction, options):
                 self._start_generation(slot, interaction, prompt, *ready)

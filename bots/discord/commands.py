@@ -99,6 +99,8 @@ def register_commands(tree: app_commands.CommandTree[discord.Client], adapter: "
         "format": "File format",
         "background": "Transparent needs PNG or WebP",
     }
+    if config.relax.enabled:
+        imagine_help["relax"] = "Half price through the Batch API: posted here when ready (can take hours)"
     edit_help = {
         "image": "The image to edit",
         "prompt": "What to change, in any language",
@@ -114,11 +116,12 @@ def register_commands(tree: app_commands.CommandTree[discord.Client], adapter: "
     model_choice = {"model": models} if pick_model else {}
 
     hidden = () if pick_model else ("model",)
+    imagine_hidden = hidden if config.relax.enabled else (*hidden, "relax")  # relax off: no option to offer
 
     @app_commands.command(name="imagine", description="Make images from a text prompt")
     @app_commands.describe(**imagine_help, **model_help)
     @app_commands.choices(size=sizes, quality=qualities, format=formats, background=backgrounds, **model_choice)
-    @_without_options(*hidden)
+    @_without_options(*imagine_hidden)
     async def imagine(
         interaction: discord.Interaction,
         prompt: Prompt,
@@ -128,9 +131,10 @@ def register_commands(tree: app_commands.CommandTree[discord.Client], adapter: "
         format: Optional[str] = None,
         background: Optional[str] = None,
         model: Optional[str] = None,
+        relax: Optional[bool] = None,
     ) -> None:
         await adapter.on_imagine(interaction, prompt, size=size, quality=quality, count=count, format=format,
-                                 background=background, model=model)  # fmt: skip
+                                 background=background, model=model, relax=bool(relax))  # fmt: skip
 
     @app_commands.command(name="edit", description="Change an image you upload, following your instruction")
     @app_commands.describe(**edit_help, **model_help)

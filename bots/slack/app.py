@@ -45,6 +45,7 @@ from bots.recent import RecentDeliveries
 from bots.slack.deliveries import delivery_key
 from bots.slack.failures import slack_error
 from bots.slack.placeholder import UpdateBudget, end_message
+from bots.slack.relax import RELAX_CANCEL_ACTION_ID, SlackCourier, SlackRelax
 from bots.slack.replies import PrivateReplies
 from bots.slack.signature import RefusalLog, Refused, verified_body
 from bots.slack.turn import SlackTurn
@@ -54,6 +55,7 @@ from core.errors import ConfigError, ImagineError, InvalidInput
 from core.images import MAX_INPUT_IMAGES
 from core.models import ImageOptions, InterruptedJob
 from core.options import build_options, parse_command, pickable_qualities
+from core.relax import relax_edits_unsupported
 from core.service import ImageService
 
 log = logging.getLogger("imaginebot.slack")
@@ -112,6 +114,8 @@ class SlackAdapter:
             name="imaginebot",
         )
         self.replies = PrivateReplies(self.client)
+        self.relax = SlackRelax(service, self.client, self.replies)
+        self.courier = SlackCourier(self.client, self.replies, self._session)  # relax results, posted later
         self.admins = AdminDirectory(self.client)
         self.runner = JobRunner(config.server.max_background_tasks, refund=service.delivery_failed, name="slack")
         self._update_budget = UpdateBudget()
@@ -133,6 +137,7 @@ class SlackAdapter:
         app.shortcut(render.EDIT_SHORTCUT_CALLBACK_ID)(self._on_edit_shortcut)
         app.view(render.EDIT_MODAL_CALLBACK_ID)(self._on_edit_submit)
         app.action(render.CANCEL_ACTION_ID)(self._on_cancel)
+        app.action(RELAX_CANCEL_ACTION_ID)(self._on_relax_cancel)
         app.event("app_mention")(self._on_mention)
         app.error(self._on_error)
 
@@ -404,6 +409,13 @@ class SlackAdapter:
         elif placeholder is None or placeholder.state != "queued" or not job.stop("cancelled"):
             await self.replies.send(origin, render.render_cancel_too_late())
 
+    async def _on_relax_cancel(self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        origin = Origin(team=team_of(body), user=body.get("user", {}).get("id", ""), channel=body.get("channel", {}).get("id", ""),
+                        response_url=body.get("response_url"))  # fmt: skip
+        if not self._spawn(origin, lambda turn: self.relax.cancel(origin, str(action.get("value", ""))), "slack-relax-cancel"):
+            await self.replies.send(origin, render.render_busy())
+
     async def _on_mention(self, body: dict[str, Any], event: dict[str, Any], context: Any) -> None:
         # bolt has already acked: events are acknowledged before listeners run.
         origin = Origin(
@@ -432,6 +444,9 @@ class SlackAdapter:
     # -- the work ------------------------------------------------------------------
 
     async def _generate(self, turn: SlackTurn, prompt: str, options: ImageOptions) -> None:
+        if options.relax:  # queued for a batch: told privately now, posted when the batch completes
+            await self.relax.queue(turn, prompt, options)
+            return
         who = turn.requester
         await self._run_job(
             turn,
@@ -547,6 +562,9 @@ class SlackAdapter:
         return latest_bot_images(resp.get("messages") or [], bot_user_id=bot_user_id, before_ts=before_ts)
 
     async def _edit(self, turn: SlackTurn, prompt: str, files: Sequence[Mapping[str, Any]], options: ImageOptions) -> None:
+        if options.relax:
+            await turn.tell(relax_edits_unsupported())
+            return
         if len(files) > MAX_INPUT_IMAGES:
             await turn.tell(render.render_too_many_images(len(files), MAX_INPUT_IMAGES))
             return

@@ -100,7 +100,7 @@ def test_size_limits_from_config() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("a fox --style vivid", "I don't know the option “--style”. You can use --size, --quality, --n, --format, --background, --model."),
+        ("a fox --style vivid", "I don't know the option “--style”. You can use --size, --quality, --n, --format, --background, --model, --relax."),
         ("a fox --quality ultra", "I don't know the quality “ultra”. Use low, medium, high or auto."),
         ("a fox --format gif", "I don't know the format “gif”. Use png, jpeg or webp."),
         ("a fox --background green", "I don't know the background “green”"),
@@ -224,3 +224,12 @@ def test_transparency_follows_the_catalog() -> None:
         parse_command("a logo --background transparent --size 2k", fixed)
     assert "gpt-image-2.6-sunburst, which makes only square (1024x1024), landscape (1536x1024) or portrait" in info.value.user_message
     assert parse_command("a logo --background transparent --size 2k", OPEN)[1].size == "2048x2048"
+
+
+def test_relax_is_a_switch_anywhere_in_the_text() -> None:
+    prompt, options = parse_command("a quiet harbor --relax --size landscape", CONFIG)
+    assert (prompt, options.relax, options.size) == ("a quiet harbor", True, "1536x1024")
+    assert parse_command("—relax a quiet harbor", CONFIG)[1].relax  # a phone's em dash counts too
+    assert not parse_command("a quiet harbor", CONFIG)[1].relax
+    with pytest.raises(InvalidInput, match="takes no value"):
+        parse_command("a harbor --relax=yes", CONFIG)

@@ -331,6 +331,11 @@ class FakeDiscord:
         self.cdn: dict[str, tuple[bytes, str]] = {}  # path -> (bytes, content type)
         self.cdn_hits: list[str] = []
         self.channel_messages: list[dict[str, Any]] = []
+        # Posting without an interaction (relax results): channels the bot may not post in
+        # (403 50013), users who accept no DM (403 50007), and the DM channels opened.
+        self.forbidden_channels: set[str] = set()
+        self.closed_dms: set[str] = set()
+        self.dm_channels: dict[str, str] = {}  # DM channel id -> user id
         self.refuse_uploads = 0  # refuse the next N requests carrying files (403 Missing Permissions)  # posted by the bot itself, not via an interaction
         self.gateway_sessions: list[_GatewaySession] = []
         self.recommended_shards = 1  # what GET /gateway/bot recommends
@@ -910,6 +915,8 @@ class FakeDiscord:
         self._check_bot_auth(record)
         if len(parts) == 3 and parts[0] == "channels" and parts[2] == "messages" and m == "POST":
             return self._json(self._channel_message(parts[1], record))
+        if parts == ["users", "@me", "channels"] and m == "POST":  # open a DM with a user
+            return self._json(self._open_dm(str((record.json or {}).get("recipient_id"))))
         if parts == ["users", "@me"] and m == "GET":
             return self._json(self.bot_user.payload() | {"verified": True, "mfa_enabled": False, "flags": 0})
         if parts == ["users", "@me", "guilds"] and m == "GET":  # the servers the bot is in (partial guilds)
@@ -936,8 +943,13 @@ class FakeDiscord:
     def _channel_message(self, channel_id: str, record: RecordedRequest) -> dict[str, Any]:
         """A message the bot posts itself (not through an interaction)."""
         guild_id = next((g.id for g in self.guilds.values() if channel_id in g.channels), None)
-        if guild_id is None:
+        if channel_id in self.dm_channels:
+            if self.dm_channels[channel_id] in self.closed_dms:
+                raise _DiscordError(403, 50007, "Cannot send messages to this user")
+        elif guild_id is None:
             raise _DiscordError(404, 10003, "Unknown Channel")
+        if channel_id in self.forbidden_channels:
+            raise _DiscordError(403, 50013, "Missing Permissions")
         msg = self._message("", [], author=self.bot_user.payload(), channel_id=channel_id, guild_id=guild_id)
         for f in record.files:
             if len(f.data) > DEFAULT_ATTACHMENT_LIMIT:
@@ -947,6 +959,18 @@ class FakeDiscord:
         self.messages[msg["id"]] = msg
         self.channel_messages.append(msg)
         return msg
+
+    def _open_dm(self, user_id: str) -> dict[str, Any]:
+        user = self.users.get(user_id)
+        if user is None:
+            raise _DiscordError(400, 50035, "Invalid Form Body", {"recipient_id": "NUMBER_TYPE_COERCE"})
+        channel_id = next((c for c, u in self.dm_channels.items() if u == user_id), None) or self.ids.next()
+        self.dm_channels[channel_id] = user_id
+        return {"id": channel_id, "type": 1, "last_message_id": None, "flags": 0, "recipients": [user.payload()]}
+
+    def dms_to(self, user_id: str) -> list[dict[str, Any]]:
+        """Messages the bot sent to `user_id` in a direct message."""
+        return [m for m in self.channel_messages if self.dm_channels.get(m["channel_id"]) == user_id]
 
     def _application(self) -> dict[str, Any]:
         return {

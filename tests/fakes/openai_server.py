@@ -66,6 +66,7 @@ from typing import Any, Final
 from aiohttp import BodyPartReader, web
 from PIL import Image, ImageDraw
 from tests.fakes.loopback import serve_on_loopback
+from tests.fakes.openai_batches import FakeBatchAPI
 
 # --------------------------------------------------------------------------
 # Model facts
@@ -695,7 +696,7 @@ _REQUEST_ID: Final = web.RequestKey("request_id", str)
 _Handler = Callable[[web.Request, RecordedRequest], Awaitable[web.Response]]
 
 
-class FakeOpenAI:
+class FakeOpenAI(FakeBatchAPI):
     """Local fake of the OpenAI Images API; see the module docstring.
 
     Attributes worth knowing:
@@ -723,6 +724,7 @@ class FakeOpenAI:
         self.today = datetime.date.today()
         self.gate: asyncio.Event | None = None  # when set to an unset Event, requests wait for it
         self.shutdown_dates: dict[str, str] = dict(SHUTDOWN_DATES)
+        self._init_batches()  # Files and Batches (tests/fakes/openai_batches.py)
 
     # ---- lifecycle -------------------------------------------------------
 
@@ -742,6 +744,7 @@ class FakeOpenAI:
         app.router.add_post("/v1/images/edits", self._wrap(self._edits))
         app.router.add_get("/v1/models", self._wrap(self._list_models))
         app.router.add_get("/v1/models/{model}", self._wrap(self._get_model))
+        self._add_batch_routes(app, self._wrap)
         app.router.add_get("/_fake/requests", self._admin_requests)
         app.router.add_post("/_fake/reset", self._admin_reset)
         app.router.add_post("/_fake/config", self._admin_config)
@@ -975,6 +978,14 @@ class FakeOpenAI:
         """Apply triggers, then render ``n`` real images and the usage block."""
         request_id = request[_REQUEST_ID]
         started = time.monotonic()
+        payload = await self._image_payload(params, size, input_images=input_images, request_id=request_id)
+        return self._json(200, payload, request_id, started)
+
+    async def _image_payload(
+        self, params: ImageParams, size: tuple[int, int], *, input_images: int, request_id: str
+    ) -> dict[str, Any]:
+        """The images response for valid ``params``, or the ApiError a trigger asks for
+        (shared by the image endpoints and the Batch API's lines)."""
         prompt = params.prompt
 
         if (slow := _SLOW_RE.search(prompt)) is not None:
@@ -1029,7 +1040,7 @@ class FakeOpenAI:
         }
         if params.safety_identifier:
             payload["safety_identifier"] = params.safety_identifier
-        return self._json(200, payload, request_id, started)
+        return payload
 
     # ---- /_fake control endpoints (standalone mode; never recorded) --------
 
