@@ -4,7 +4,7 @@ file or a PostgreSQL URL) with the test: `python -m tests.core.ledger_worker MOD
   hammer DB LIMIT ATTEMPTS USER...   waits for a line on stdin, then reserves
       one image at a time round-robin over USERs, settling two of three and
       refunding the third; prints a JSON summary of what it did.
-  hold DB USER                       beats its heart, reserves one image,
+  hold DB USER [--remote]            beats its heart (--remote: as if on another host), reserves one image,
       prints the job id, then sleeps until killed (a process that crashes
       mid-job, or one that is alive and busy).
 
@@ -81,10 +81,12 @@ def open_at_once(db: str, barrier: Any, results: Any) -> None:
         results.put(repr(e))
 
 
-def hold(db: str, user: str) -> None:
+def hold(db: str, user: str, *, remote: bool = False) -> None:
     store = store_for(db)
     store.open_sync()
     ledger = Ledger(store, config_from_mapping({}))
+    if remote:  # as if on another host: only its heartbeat's age can tell it died
+        ledger.host = "another-host.invalid"
     ledger.heartbeat_sync()
     reservation = ledger.reserve_sync(
         _requester(user), kind="generate", prompt=f"held by {user}", options=ImageOptions(quality="high"),
@@ -99,6 +101,6 @@ if __name__ == "__main__":
     if mode == "hammer":
         hammer(db, int(rest[0]), int(rest[1]), rest[2:])
     elif mode == "hold":
-        hold(db, rest[0])
+        hold(db, rest[0], remote=rest[1:] == ["--remote"])
     else:
         raise SystemExit(f"unknown mode {mode}")
