@@ -7,7 +7,7 @@ lands, or none."""
 from __future__ import annotations
 
 from core.store import Store
-from core.store_schema import TABLES
+from core.store_schema import ALL_TABLES as TABLES
 
 BATCH = 2000  # rows read and written at a time: big ledgers never sit whole in memory
 
