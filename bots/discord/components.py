@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 import discord
 
+from bots.buttons import ACTIONS, LABELS
+
 if TYPE_CHECKING:
     from bots.discord.bot import DiscordAdapter
 
@@ -24,23 +26,25 @@ def _adapter(interaction: discord.Interaction[Any]) -> DiscordAdapter:
     return interaction.client.adapter  # type: ignore[attr-defined,no-any-return]
 
 
-# action in the custom_id -> (label, emoji)
-_BUTTONS = {"again": ("Again", "🔁"), "edit": ("Edit", "✏️")}
+_EMOJI = {"again": "🔁", "vary": "🎲", "bigger": "🔍", "edit": "✏️", "info": "ℹ️", "delete": "🗑️"}
 
 
 class JobButton(
     discord.ui.DynamicItem[discord.ui.Button[Any]],
-    template=rf"{CUSTOM_ID_PREFIX}:(?P<action>again|edit):{_JOB_ID}",
+    template=rf"{CUSTOM_ID_PREFIX}:(?P<action>{'|'.join(ACTIONS)}):{_JOB_ID}",
 ):
-    """**Again** runs the same prompt and settings for whoever clicks (on
-    their own quota); **Edit** opens a modal, then edits the images of the
-    message the button is on."""
+    """One of the buttons under a result (bots/buttons.py says what each does).
+    **Again** and the others act for whoever clicks, on their own quota;
+    **Delete** only for the requester or an admin."""
 
-    def __init__(self, action: str, job_id: str) -> None:
-        label, emoji = _BUTTONS[action]
+    def __init__(self, action: str, job_id: str, *, label: str | None = None) -> None:
+        style = discord.ButtonStyle.danger if action == "delete" else discord.ButtonStyle.secondary
         super().__init__(
             discord.ui.Button(
-                label=label, emoji=emoji, style=discord.ButtonStyle.secondary, custom_id=f"{CUSTOM_ID_PREFIX}:{action}:{job_id}"
+                label=label or LABELS[action],  # type: ignore[index]
+                emoji=_EMOJI[action],
+                style=style,
+                custom_id=f"{CUSTOM_ID_PREFIX}:{action}:{job_id}",
             )
         )
         self.action = action
@@ -54,22 +58,30 @@ class JobButton(
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         adapter = _adapter(interaction)
-        handler = adapter.on_again if self.action == "again" else adapter.on_edit_button
         try:
-            await handler(interaction, self.job_id)
+            await adapter.buttons.on_click(interaction, self.action, self.job_id)
         except Exception as e:  # the view would only log it; the user gets an apology
             await adapter.on_unexpected(interaction, e)
 
 
-def result_view(job_id: str, *, again: bool = True) -> discord.ui.View:
+def result_view(job_id: str) -> discord.ui.View:
+    """Again, Vary, Bigger, Edit, Info, Delete (Discord puts five in a row)."""
     view = discord.ui.View(timeout=None)
-    if again:
-        view.add_item(JobButton("again", job_id))
-    view.add_item(JobButton("edit", job_id))
+    for action in ACTIONS:
+        view.add_item(JobButton(action, job_id))
     return view
 
 
-InstructionHandler = Callable[[discord.Interaction[Any], str], Awaitable[None]]
+def history_view(job_ids: list[str]) -> discord.ui.View:
+    """One "Again n" button per line of /history (25 buttons at most)."""
+    view = discord.ui.View(timeout=None)
+    for number, job_id in enumerate(job_ids[:25], start=1):
+        view.add_item(JobButton("again", job_id, label=f"Again {number}"))
+    return view
+
+
+# (interaction, instruction, size or None, quality or None)
+InstructionHandler = Callable[[discord.Interaction[Any], str, str | None, str | None], Awaitable[None]]
 
 
 class EditInstructionModal(discord.ui.Modal):
@@ -82,13 +94,28 @@ class EditInstructionModal(discord.ui.Modal):
         max_length=MAX_INSTRUCTION,
     )
 
-    def __init__(self, on_instruction: InstructionHandler, *, image_count: int) -> None:
+    def __init__(self, on_instruction: InstructionHandler, *, image_count: int, settings: bool = False) -> None:
         title = "Edit image" if image_count == 1 else f"Edit {image_count} images"
         super().__init__(title=title, timeout=15 * 60)
         self._on_instruction = on_instruction
+        # Modals hold text inputs only: size and quality are typed (empty = the default).
+        self.size: discord.ui.TextInput[EditInstructionModal] | None = None
+        self.quality: discord.ui.TextInput[EditInstructionModal] | None = None
+        if settings:
+            self.size = discord.ui.TextInput(
+                label="Size (optional)", required=False, max_length=20,
+                placeholder="auto, square, portrait, landscape, 2k, wide-2k, tall-2k or WxH",
+            )  # fmt: skip
+            self.quality = discord.ui.TextInput(
+                label="Quality (optional)", required=False, max_length=10, placeholder="low, medium, high or auto"
+            )
+            self.add_item(self.size)
+            self.add_item(self.quality)
 
     async def on_submit(self, interaction: discord.Interaction[Any]) -> None:
-        await self._on_instruction(interaction, self.instruction.value)
+        size = (self.size.value.strip() or None) if self.size is not None else None
+        quality = (self.quality.value.strip().lower() or None) if self.quality is not None else None
+        await self._on_instruction(interaction, self.instruction.value, size, quality)
 
     # discord.py's Modal.on_error takes no item (its stubs inherit View's, which does).
     async def on_error(self, interaction: discord.Interaction[Any], error: Exception, /) -> None:  # type: ignore[override]
