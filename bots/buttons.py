@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Callable, Literal, Mapping, Sequence
 
 from PIL import Image
 
 from core.config import Config
 from core.errors import InvalidInput
-from core.models import HistoryEntry, ImageOptions, JobRecord
+from core.models import HistoryEntry, ImageOptions, ImageResult, JobRecord
 from core.options import route_model
 from core.pricing import estimate_usd, weighted_units
 
@@ -120,6 +120,15 @@ def spend_note(config: Config, job: JobRecord) -> str:
         f"Bigger ({bigger.options.size}): {_estimate(config, bigger.options, bigger.prompt, 1)}. "
         "gpt-image-2 has no upscaler, so Bigger re-draws the image larger. Buttons use the clicker's own daily limit."
     )
+
+
+def result_note(config: Config, result: ImageResult, input_images: int) -> str:
+    """`spend_note` for a result just made (`input_images`: how many images its edit used)."""
+    record = JobRecord(
+        job_id=result.job_id, kind=result.kind, requester_key=result.requester.key, prompt=result.prompt,
+        options=result.options, status="succeeded", created_at=datetime.now(timezone.utc), input_images=input_images,
+    )  # fmt: skip
+    return spend_note(config, record)
 
 
 def info_text(job: JobRecord, *, quote: Callable[[str], str] = lambda s: s) -> str:

@@ -24,7 +24,7 @@ from bots.discord.sources import attachment_ref, fetch_referenced, message_link,
 from bots.jobs import Slot
 from bots.turns import Reach
 from core.errors import ImagineError, InvalidInput
-from core.models import HistoryEntry, ImageOptions, ImageResult, JobRecord, ProgressCallback, Upload
+from core.models import HistoryEntry, ImageOptions, ImageResult, ProgressCallback, Upload
 from core.options import build_options, check_prompt
 from core.results import may_delete
 
@@ -259,11 +259,4 @@ async def remember_inputs(service: Any, job_id: str, refs: Sequence[Mapping[str,
 
 
 def button_note(config: Any, input_images: int) -> Callable[[ImageResult], str]:
-    def note(result: ImageResult) -> str:
-        record = JobRecord(
-            job_id=result.job_id, kind=result.kind, requester_key=result.requester.key, prompt=result.prompt,
-            options=result.options, status="succeeded", created_at=discord.utils.utcnow(), input_images=input_images,
-        )  # fmt: skip
-        return buttons.spend_note(config, record)
-
-    return note
+    return lambda result: buttons.result_note(config, result, input_images)
