@@ -158,10 +158,12 @@ async def test_again_on_an_edit_whose_uploads_cannot_be_fetched_again_says_so_pr
     assert fake_discord.public_messages(again) == []
 
 
-async def test_vary_edits_the_first_image_with_a_variation_instruction(
-    adapter, fake_discord: FakeDiscord, fake_openai: FakeOpenAI
+async def test_vary_after_a_restart_edits_the_first_image_with_a_variation_instruction(
+    make_adapter, fake_discord: FakeDiscord, fake_openai: FakeOpenAI
 ):
+    adapter = await make_adapter()
     message = await _result_of(fake_discord, "two cats", count=2, quality="low")
+    await _restart(adapter, make_adapter, fake_discord)
 
     vary = await fake_discord.click_button(message, button(message, "vary"), user_id=BOB)
 

@@ -146,9 +146,13 @@ async def test_again_on_an_edit_sends_the_same_input_images(make_bot: MakeBot, f
     assert [c.params["file"] for c in bot.slack.calls_to("files.info")][-2:] == [files[0]["id"], files[1]["id"]]
 
 
-async def test_vary_edits_the_first_image_with_a_variation_instruction(bot: SlackBot, fake_openai: FakeOpenAI) -> None:
+async def test_vary_after_a_restart_edits_the_first_image_with_a_variation_instruction(
+    make_bot: MakeBot, fake_openai: FakeOpenAI, tmp_path
+) -> None:
+    bot = await make_bot(db_path=tmp_path / "bot.db")
     await bot.command("/imagine", "two cats --n 2 --quality low")
     await bot.settle()
+    bot = await restart(bot, make_bot, tmp_path / "bot.db")
 
     await press(bot, latest_buttons(bot), "vary", user="UBOB")
 
