@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import replace
 import time
 import uuid
+from dataclasses import replace
 from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 import aiohttp
