@@ -24,7 +24,7 @@ from discord.gateway import DiscordWebSocket
 from bots.discord import delivery, render
 from bots.discord.attachments import allowed_hosts, check_sizes, download_attachments, is_image
 from bots.discord.commands import register_commands
-from bots.discord.components import JobButton
+from bots.discord.components import EDIT_FORM_PREFIX, JobButton
 from bots.discord.result_buttons import ResultButtons, button_note, remember_inputs
 from bots.discord.sources import attachment_ref, message_ref
 from bots.discord.filesize import options_for_limit
@@ -61,6 +61,19 @@ class ImaginebotClient(discord.Client):
 
     async def setup_hook(self) -> None:
         self.add_dynamic_items(JobButton)
+
+    async def on_interaction(self, interaction: discord.Interaction[Any]) -> None:
+        # The Edit button's form is not kept in memory (EditForm): handled here
+        # by whichever process receives it.
+        if interaction.type is not discord.InteractionType.modal_submit:
+            return
+        data: dict[str, Any] = dict(interaction.data or {})
+        custom_id = str(data.get("custom_id", ""))
+        if custom_id.startswith(EDIT_FORM_PREFIX):
+            try:
+                await self.adapter.buttons.on_edit_form(interaction, custom_id.removeprefix(EDIT_FORM_PREFIX))
+            except Exception as e:
+                await self.adapter.on_unexpected(interaction, e)
 
     async def on_connect(self) -> None:
         self.adapter._set_connected(True)
@@ -347,7 +360,7 @@ class DiscordAdapter:
                 self._start_edit(slot, interaction, prompt, images, *ready, mask=mask)
 
     async def on_edit_menu(self, interaction: discord.Interaction[Any], message: discord.Message) -> None:
-        await self.buttons.open_edit_modal(interaction, message.attachments, message, settings=False)
+        await self.buttons.open_edit_modal(interaction, message.attachments, message)
 
     async def on_edit_button(self, interaction: discord.Interaction[Any], job_id: str) -> None:
         await self.buttons.open_edit(interaction, job_id)

@@ -80,12 +80,46 @@ def history_view(job_ids: list[str]) -> discord.ui.View:
     return view
 
 
-# (interaction, instruction, size or None, quality or None)
-InstructionHandler = Callable[[discord.Interaction[Any], str, str | None, str | None], Awaitable[None]]
+InstructionHandler = Callable[[discord.Interaction[Any], str], Awaitable[None]]
+EDIT_FORM_PREFIX = f"{CUSTOM_ID_PREFIX}:edit-form:"
+
+
+class EditForm(discord.ui.Modal):
+    """The Edit button's form: an instruction, and optionally size and quality
+    (modals take text inputs only; empty = the default).
+
+    Not kept in this process's memory: its custom_id names the job and Discord
+    sends the result message (with its images) along with the submission, so
+    whichever process receives it — after a restart too — handles it
+    (ImaginebotClient.on_interaction)."""
+
+    def __init__(self, job_id: str, *, image_count: int) -> None:
+        title = "Edit image" if image_count == 1 else f"Edit {image_count} images"
+        super().__init__(title=title, timeout=None, custom_id=f"{EDIT_FORM_PREFIX}{job_id}")
+        self.add_item(discord.ui.TextInput(
+            label="What should change?", custom_id="instruction", style=discord.TextStyle.paragraph,
+            placeholder="make it a watercolor painting", max_length=MAX_INSTRUCTION,
+        ))  # fmt: skip
+        self.add_item(discord.ui.TextInput(
+            label="Size (optional)", custom_id="size", required=False, max_length=20,
+            placeholder="auto, square, portrait, landscape, 2k, wide-2k, tall-2k or WxH",
+        ))  # fmt: skip
+        self.add_item(discord.ui.TextInput(
+            label="Quality (optional)", custom_id="quality", required=False, max_length=10,
+            placeholder="low, medium, high or auto",
+        ))  # fmt: skip
+        self.stop()  # finished before it is sent, so discord.py does not keep it
+
+
+def form_values(data: Any) -> dict[str, str]:
+    """The text inputs of a submitted modal, by custom_id."""
+    rows = (data or {}).get("components") or []
+    return {c.get("custom_id", ""): str(c.get("value") or "") for row in rows for c in row.get("components", [])}
 
 
 class EditInstructionModal(discord.ui.Modal):
-    """Asks what to change; the images to edit were chosen when it opened."""
+    """The Edit image context menu's form: what to change; the images to edit
+    were chosen when it opened (kept in memory for its 15 minutes)."""
 
     instruction: discord.ui.TextInput[EditInstructionModal] = discord.ui.TextInput(
         label="What should change?",
@@ -94,28 +128,13 @@ class EditInstructionModal(discord.ui.Modal):
         max_length=MAX_INSTRUCTION,
     )
 
-    def __init__(self, on_instruction: InstructionHandler, *, image_count: int, settings: bool = False) -> None:
+    def __init__(self, on_instruction: InstructionHandler, *, image_count: int) -> None:
         title = "Edit image" if image_count == 1 else f"Edit {image_count} images"
         super().__init__(title=title, timeout=15 * 60)
         self._on_instruction = on_instruction
-        # Modals hold text inputs only: size and quality are typed (empty = the default).
-        self.size: discord.ui.TextInput[EditInstructionModal] | None = None
-        self.quality: discord.ui.TextInput[EditInstructionModal] | None = None
-        if settings:
-            self.size = discord.ui.TextInput(
-                label="Size (optional)", required=False, max_length=20,
-                placeholder="auto, square, portrait, landscape, 2k, wide-2k, tall-2k or WxH",
-            )  # fmt: skip
-            self.quality = discord.ui.TextInput(
-                label="Quality (optional)", required=False, max_length=10, placeholder="low, medium, high or auto"
-            )
-            self.add_item(self.size)
-            self.add_item(self.quality)
 
     async def on_submit(self, interaction: discord.Interaction[Any]) -> None:
-        size = (self.size.value.strip() or None) if self.size is not None else None
-        quality = (self.quality.value.strip().lower() or None) if self.quality is not None else None
-        await self._on_instruction(interaction, self.instruction.value, size, quality)
+        await self._on_instruction(interaction, self.instruction.value)
 
     # discord.py's Modal.on_error takes no item (its stubs inherit View's, which does).
     async def on_error(self, interaction: discord.Interaction[Any], error: Exception, /) -> None:  # type: ignore[override]

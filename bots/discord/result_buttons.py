@@ -18,7 +18,7 @@ import discord
 from bots import buttons
 from bots.discord import delivery, render
 from bots.discord.attachments import check_sizes, image_attachments
-from bots.discord.components import EditInstructionModal, history_view
+from bots.discord.components import EditForm, EditInstructionModal, form_values, history_view
 from bots.discord.requester import requester_for, user_key
 from bots.discord.sources import attachment_ref, fetch_referenced, message_link, message_ref
 from bots.jobs import Slot
@@ -141,34 +141,58 @@ class ResultButtons:
     # -- Edit: a modal for an instruction, size and quality --------------------------
 
     async def open_edit(self, interaction: discord.Interaction[Any], job_id: str) -> None:
-        """The images to edit are those of the message the button is under:
-        Discord sends that message with the click, so this survives restarts."""
+        """The form for an instruction, size and quality. The images to edit
+        are those of the message the button is under: Discord sends that
+        message with the click and again with the form, so this survives
+        restarts (see EditForm)."""
+        images = await self._checked_images(interaction, interaction.message)
+        if images is not None:
+            await interaction.response.send_modal(EditForm(job_id, image_count=len(images)))
+
+    async def on_edit_form(self, interaction: discord.Interaction[Any], job_id: str) -> None:
+        """The Edit button's form, sent (in whichever process receives it)."""
+        values = form_values(interaction.data)
         message = interaction.message
-        attachments = message.attachments if message else []
-        await self.open_edit_modal(interaction, attachments, message, settings=True)
+        images = image_attachments(message.attachments) if message else []
+        if not images:
+            await delivery.send_private(interaction, buttons.result_gone_text())
+            return
+        refs = [attachment_ref(a, message) for a in images]
+        size = values.get("size", "").strip() or None
+        quality = values.get("quality", "").strip().lower() or None
+        await self._edit_from_modal(interaction, values.get("instruction", ""), images, refs, size, quality)
 
     async def open_edit_modal(
-        self, interaction: discord.Interaction[Any], attachments: Sequence[discord.Attachment],
-        message: discord.Message | None, *, settings: bool,
-    ) -> None:  # fmt: skip
-        adapter = self.adapter
-        if not await adapter._admit(interaction, job=True):
+        self, interaction: discord.Interaction[Any], attachments: Sequence[discord.Attachment], message: discord.Message | None
+    ) -> None:
+        """The Edit image context menu on any message with images."""
+        images = await self._checked_images(interaction, message, attachments)
+        if images is None:
             return
-        images = image_attachments(attachments)
+        refs = [attachment_ref(a, message) for a in images]
+
+        async def on_instruction(submit: discord.Interaction[Any], instruction: str) -> None:
+            await self._edit_from_modal(submit, instruction, images, refs, None, None)
+
+        await interaction.response.send_modal(EditInstructionModal(on_instruction, image_count=len(images)))
+
+    async def _checked_images(
+        self, interaction: discord.Interaction[Any], message: discord.Message | None,
+        attachments: Sequence[discord.Attachment] | None = None,
+    ) -> list[discord.Attachment] | None:  # fmt: skip
+        """The images to edit, or None (refused privately)."""
+        if not await self.adapter._admit(interaction, job=True):
+            return None
+        found = attachments if attachments is not None else (message.attachments if message else [])
+        images = image_attachments(found)
         try:
             if not images:
                 raise InvalidInput(render.render_no_images())
             check_sizes(images)
         except InvalidInput as e:
             await delivery.send_private(interaction, render.render_error(e))
-            return
-        refs = [attachment_ref(a, message) for a in images]
-
-        async def on_instruction(submit: discord.Interaction[Any], instruction: str, size: str | None, quality: str | None) -> None:
-            await self._edit_from_modal(submit, instruction, images, refs, size, quality)
-
-        modal = EditInstructionModal(on_instruction, image_count=len(images), settings=settings)
-        await interaction.response.send_modal(modal)
+            return None
+        return images
 
     async def _edit_from_modal(
         self, interaction: discord.Interaction[Any], instruction: str, images: Sequence[discord.Attachment],

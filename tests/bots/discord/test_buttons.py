@@ -47,13 +47,18 @@ async def _restart(adapter: DiscordAdapter, make_adapter: Any, fake_discord: Fak
     return fresh
 
 
-async def _edit_via_modal(fake_discord: FakeDiscord, message: dict[str, Any], values: dict[str, str], **kw: Any) -> Any:
+async def _open_edit_form(fake_discord: FakeDiscord, message: dict[str, Any], **kw: Any) -> dict[str, Any]:
     click = await fake_discord.click_button(message, button(message, "edit"), **kw)
     await fake_discord.wait_for_callback(click)
     assert click.callbacks[0].json["type"] == MODAL and click.modal is not None
     fields = [row["components"][0]["custom_id"] for row in click.modal["components"]]
-    filled = dict(zip(fields, [values.get("instruction", ""), values.get("size", ""), values.get("quality", "")]))
-    return await fake_discord.submit_modal(click.modal, filled, message=message, **kw)
+    assert fields == ["instruction", "size", "quality"]
+    return click.modal
+
+
+async def _edit_via_modal(fake_discord: FakeDiscord, message: dict[str, Any], values: dict[str, str], **kw: Any) -> Any:
+    form = await _open_edit_form(fake_discord, message, **kw)
+    return await fake_discord.submit_modal(form, values, message=message, **kw)
 
 
 async def test_a_member_takes_a_result_through_again_bigger_edit_info_delete_across_restarts(
@@ -81,7 +86,9 @@ async def test_a_member_takes_a_result_through_again_bigger_edit_info_delete_acr
     ]
 
     adapter = await _restart(adapter, make_adapter, fake_discord)
-    submit = await _edit_via_modal(fake_discord, third, {"instruction": "add a full moon", "size": "landscape", "quality": "low"})
+    form = await _open_edit_form(fake_discord, third)
+    adapter = await _restart(adapter, make_adapter, fake_discord)  # even between opening the form and sending it
+    submit = await fake_discord.submit_modal(form, {"instruction": "add a full moon", "size": "landscape", "quality": "low"}, message=third)
     fourth = await fake_discord.wait_for_result(submit)
     _, edit_call = fake_openai.calls("/images/edits")
     assert (edit_call.form["prompt"], edit_call.form["size"], edit_call.form["quality"]) == ("add a full moon", "1536x1024", "low")
@@ -242,3 +249,14 @@ async def test_admin_history_of_a_member_and_refused_to_others(adapter, fake_dis
         "imagine-admin", {"user": alice}, subcommand="history", user_id=ADMIN, permissions=PERM_MANAGE_GUILD
     )
     assert "alice's picture" in (await fake_discord.wait_for_private(ix))["content"]
+
+
+async def test_a_bad_size_in_the_edit_form_is_answered_privately_and_spends_nothing(
+    adapter, fake_discord: FakeDiscord, fake_openai: FakeOpenAI
+):
+    message = await _result_of(fake_discord, "a boat")
+
+    submit = await _edit_via_modal(fake_discord, message, {"instruction": "make it red", "size": "enormous"})
+
+    assert "enormous" in (await fake_discord.wait_for_private(submit))["content"]
+    assert fake_openai.calls("/images/edits") == [] and fake_discord.public_messages(submit) == []
