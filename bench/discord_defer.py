@@ -18,9 +18,13 @@ keeps `--jobs` jobs in flight: the first `--jobs` arrivals ramp up, then
 and progress messages are edited. Every arrival's latency is recorded; the
 steady-state figures are the headline.
 
+With `--probe-kinds mixed` (the default) the steady-state arrivals are, in
+turn, an /imagine, an Again click and an Info click under one result (button
+interactions as Discord sends them, with the message), each timed to its defer.
+
 Usage:
     .venv/bin/python bench/discord_defer.py [--jobs 200] [--latency 5] [--duration 15]
-        [--max-concurrent-calls N] [--gc-freeze] [--trace]
+        [--max-concurrent-calls N] [--gc-freeze] [--trace] [--probe-kinds commands|mixed]
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.fakes.discord_server import FakeDiscord, FakeInteraction  # noqa: E402
+from tests.fakes.discord_server import FakeDiscord, FakeInteraction, button_custom_ids  # noqa: E402
 from tests.fakes.openai_server import FakeOpenAI  # noqa: E402
 
 TOKEN = "fake-discord-token"
@@ -161,7 +165,9 @@ async def drive(args: argparse.Namespace) -> None:
             try:
                 await asyncio.wait_for(asyncio.to_thread(bot.stdout.readline), 60)  # type: ignore[union-attr]
                 await discord_fake.wait_connected(timeout=60)
-                results = await measure(args, openai_fake, discord_fake)
+                warm = await discord_fake.send_slash_command("imagine", {"prompt": "warm up", "quality": "low"}, user_id=user_id(10**6))
+                result = await discord_fake.wait_for_result(warm, timeout=60)
+                results = await measure(args, openai_fake, discord_fake, result)
             finally:
                 bot.stdin.close()  # type: ignore[union-attr]
                 await asyncio.to_thread(bot.wait, 60)
@@ -170,7 +176,25 @@ async def drive(args: argparse.Namespace) -> None:
                 print_trace(json.loads(Path(trace_file).read_text()), results)
 
 
-async def measure(args: argparse.Namespace, openai_fake: FakeOpenAI, discord_fake: FakeDiscord) -> dict[str, object]:
+async def arrive(
+    args: argparse.Namespace, discord_fake: FakeDiscord, i: int, steady: bool, result: dict[str, object]
+) -> FakeInteraction:
+    """Arrival `i`: an /imagine; in the steady phase with `--probe-kinds mixed`,
+    in turn an /imagine, an Again click and an Info click under a result."""
+    kind = ("command", "again", "info")[i % 3] if steady and args.probe_kinds == "mixed" else "command"
+    if kind == "command":
+        return await discord_fake.send_slash_command("imagine", {"prompt": f"bench job {i}", "quality": "low"}, user_id=user_id(i))
+    (custom_id,) = [c for c in button_custom_ids(result) if c.split(":")[1] == kind]
+    return await discord_fake.click_button(result, custom_id, user_id=user_id(i))
+
+
+def kind_of(ix: FakeInteraction) -> str:
+    return ix.payload["data"].get("custom_id", "imagine:command").split(":")[1] if ix.type == 3 else "command"
+
+
+async def measure(
+    args: argparse.Namespace, openai_fake: FakeOpenAI, discord_fake: FakeDiscord, result: dict[str, object]
+) -> dict[str, object]:
     rate = args.jobs / args.latency  # Little's law: this arrival rate keeps `jobs` in flight
     ramp_n = args.jobs
     total = ramp_n + int(rate * args.duration)
@@ -184,15 +208,12 @@ async def measure(args: argparse.Namespace, openai_fake: FakeOpenAI, discord_fak
             await asyncio.sleep(delay)
         if i >= ramp_n:
             in_flight_seen.append(openai_fake.in_flight)
-        interactions.append(
-            await discord_fake.send_slash_command(
-                "imagine", {"prompt": f"bench job {i}", "quality": "low"}, user_id=user_id(i)
-            )
-        )
+        interactions.append(await arrive(args, discord_fake, i, i >= ramp_n, result))
     await discord_fake.wait_until(lambda: all(ix.callbacks for ix in interactions), timeout=120)
     if args.max_concurrent_calls >= args.jobs:
         await discord_fake.wait_until(
-            lambda: all(ix.original and ix.original["attachments"] for ix in interactions), timeout=args.latency * 4 + 120
+            lambda: all(ix.original and ix.original["attachments"] for ix in interactions if kind_of(ix) != "info"),
+            timeout=args.latency * 4 + 120,
         )
     ramp, steady = interactions[:ramp_n], interactions[ramp_n:]
     worst = sorted(steady, key=latency_ms)[-5:]
@@ -203,6 +224,11 @@ async def measure(args: argparse.Namespace, openai_fake: FakeOpenAI, discord_fak
         "worst_arrivals": [(ix.dispatched_at - start, latency_ms(ix)) for ix in worst],
         "ramp_latency": summary(f"ramp to {args.jobs}", [latency_ms(ix) for ix in ramp]),
         "steady_latency": summary(f"with {args.jobs} in flight", [latency_ms(ix) for ix in steady]),
+        **{
+            f"steady_{kind}": summary(f"  of which {label}", [latency_ms(ix) for ix in steady if kind_of(ix) == kind])
+            for kind, label in (("command", "/imagine"), ("again", "Again clicks"), ("info", "Info clicks"))
+            if args.probe_kinds == "mixed"
+        },
         "arrivals_per_second": round(rate, 1),
         "in_flight_min": min(in_flight_seen),
         "in_flight_max": max(in_flight_seen),
@@ -221,7 +247,9 @@ def report(args: argparse.Namespace, results: dict[str, object]) -> None:
         f"gc.freeze()={'yes' if args.gc_freeze else 'no'}"
     )
     print(f"{'phase':<24}{'n':>6}{'p50':>9}{'p90':>9}{'p99':>9}{'max':>9}{'mean':>9}  (ms, dispatch → defer at the fake)")
-    for key in ("ramp_latency", "steady_latency"):
+    for key in ("ramp_latency", "steady_latency", "steady_command", "steady_again", "steady_info"):
+        if key not in results:
+            continue
         row = results[key]
         assert isinstance(row, dict)
         print(f"{row['phase']:<24}{row['n']:>6}{row['p50_ms']:>9}{row['p90_ms']:>9}{row['p99_ms']:>9}{row['max_ms']:>9}{row['mean_ms']:>9}")
@@ -262,6 +290,10 @@ def main() -> None:
     parser.add_argument(
         "--gc-freeze", action="store_true",
         help="gc.freeze() in the bot once started (bots/runner.py does not, yet): shorter full collections",
+    )
+    parser.add_argument(
+        "--probe-kinds", choices=("commands", "mixed"), default="mixed",
+        help="steady-phase arrivals: /imagine only, or /imagine, an Again click and an Info click in turn",
     )
     parser.add_argument("--trace", action="store_true", help="also print the bot's worst event-loop stalls and GC pauses")
     parser.add_argument("--bot", action="store_true", help=argparse.SUPPRESS)

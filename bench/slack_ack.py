@@ -17,7 +17,9 @@ Scenario 1 — in flight:
   their model calls are all in flight; then probes: more commands, one every
   `--interval` s (open loop), for the model latency + 3 s, i.e. while those
   jobs run, return and their results upload. The probes' latencies are the
-  headline figure.
+  headline figure. With `--probe-kinds mixed` (the default) the probes are,
+  in turn, a command, an Again click and an Info click under the warm-up
+  result (block_actions payloads), each timed to its ack.
 Scenario 2 — flood:
   `--flood-users` users each send `--flood-per-user` commands back to back
   (closed loop: as fast as the acks come back), or with `--flood-rate` that
@@ -35,6 +37,7 @@ the bot adds (target: ≤ 1.5× with 400 calls in flight, ≤ 2× in the flood).
 
 Usage:
     .venv/bin/python bench/slack_ack.py [--floor] [--jobs 200] [--probes N] [--interval 0.02] [--latency 5] [--model-slots 0]
+        [--probe-kinds commands|mixed]
         [--flood-users 100] [--flood-per-user 10] [--daily-limit 5] [--flood-rate 0] [--only in-flight|flood]
 """
 
@@ -48,6 +51,7 @@ import json
 import os
 import platform
 import random
+import re
 import sqlite3
 import statistics
 import sys
@@ -120,6 +124,7 @@ async def run_bare(slack_api_url: str) -> None:
         await ack()
 
     app.command("/imagine")(ack_only)
+    app.action(re.compile(".*"))(ack_only)  # the result buttons of --probe-kinds mixed
 
     async def handle(request: web.Request) -> web.Response:
         body = await request.text()
@@ -151,7 +156,7 @@ async def run_sender(spec: dict[str, Any]) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
 
     async def send(http: aiohttp.ClientSession, r: dict[str, Any]) -> None:
-        body = urlencode(
+        body = _click_body(r) if r.get("action") else urlencode(
             {
                 "team_id": TEAM_ID,
                 "channel_id": CHANNEL,
@@ -174,7 +179,8 @@ async def run_sender(spec: dict[str, Any]) -> list[dict[str, Any]]:
         started = time.perf_counter()
         async with http.post(url, data=body, headers=headers) as resp:
             text = await resp.text()
-        results.append({"seq": r["seq"], "seconds": time.perf_counter() - started, "status": resp.status, "text": text})
+        results.append({"seq": r["seq"], "seconds": time.perf_counter() - started, "status": resp.status, "text": text,
+                        "kind": r.get("action") or "command"})  # fmt: skip
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
         if mode == "together":
@@ -196,6 +202,24 @@ async def run_sender(spec: dict[str, Any]) -> list[dict[str, Any]]:
 
             await asyncio.gather(*(one_user(rs) for rs in by_user.values()))
     return results
+
+
+def _click_body(r: dict[str, Any]) -> str:
+    """A click on one of the buttons under a result, as Slack posts it (block_actions)."""
+    payload = {
+        "type": "block_actions",
+        "team": {"id": TEAM_ID, "domain": "bench"},
+        "user": {"id": r["user"], "team_id": TEAM_ID, "name": r["user"].lower()},
+        "api_app_id": "A0BENCH",
+        "trigger_id": f"{r['seq']}.bench-click",
+        "container": {"type": "message", "message_ts": r["ts"], "channel_id": CHANNEL, "is_ephemeral": False},
+        "channel": {"id": CHANNEL, "name": "bench"},
+        "message": {"type": "message", "ts": r["ts"], "text": "buttons"},
+        "response_url": r["response_url"],
+        "actions": [{"action_id": f"imagine_{r['action']}", "block_id": "b", "type": "button", "value": r["job_id"],
+                     "action_ts": "1.1"}],
+    }  # fmt: skip
+    return urlencode({"payload": json.dumps(payload)})
 
 
 # --------------------------------------------------------------- the driver
@@ -245,6 +269,12 @@ class Commands:
         self.all.append(r)
         return r
 
+    def click(self, user: str, action: str, job_id: str, ts: str) -> dict[str, Any]:
+        """A button click under the result of job `job_id` (message `ts`)."""
+        r = self.make(user, "")
+        r.update(action=action, job_id=job_id, ts=ts)
+        return r
+
     async def send(self, bot: Bot, requests: list[dict[str, Any]], mode: str, interval: float = 0.0) -> list[dict[str, Any]]:
         spec = {"url": bot.url, "requests": requests, "mode": mode, "interval": interval}
         proc = await asyncio.create_subprocess_exec(
@@ -287,6 +317,28 @@ async def warm_up(bot: Bot, slack: FakeSlack, commands: Commands, floor: Bot | N
         await commands.send(floor, [{"seq": -1, "user": "UWARMUP", "text": "warm up", "response_url": slack.response_url()}], "together")
 
 
+def result_buttons(slack: FakeSlack) -> tuple[str, str]:
+    """(job id, message ts) of the first buttons message the bot posted under a result."""
+    for message in slack.messages:
+        for block in message.blocks or []:
+            if block.get("type") == "actions":
+                return str(block["elements"][0]["value"]), message.ts
+    raise SystemExit("the warm-up result has no buttons")
+
+
+def probe_requests(commands: Commands, count: int, kinds: str, job_id: str, ts: str) -> list[dict[str, Any]]:
+    """`kinds`: "commands" (/imagine only) or "mixed" (in turn: /imagine, an
+    Again click, an Info click under the warm-up result)."""
+    made = []
+    for i in range(count):
+        kind = "command" if kinds == "commands" else ("command", "again", "info")[i % 3]
+        if kind == "command":
+            made.append(commands.make(f"UPROBE{i:04d}", f"probe fox {i}"))
+        else:
+            made.append(commands.click(f"UPROBE{i:04d}", kind, job_id, ts))
+    return made
+
+
 async def scenario_in_flight(args: argparse.Namespace, tmp: str) -> None:
     # By default every job is really in flight at the model (no queueing in
     # the core); --model-slots caps concurrent calls as production would.
@@ -307,16 +359,18 @@ async def scenario_in_flight(args: argparse.Namespace, tmp: str) -> None:
         burst = await commands.send(bot, [commands.make(f"UBURST{i:04d}", f"burst fox {i}") for i in range(args.jobs)], "together")
         all_in_flight = await wait_for(lambda: openai.in_flight >= min(args.jobs, slots), 30)
         at_start, delivered_before = openai.in_flight, len(slack.completed_uploads())
-        probe_requests = [commands.make(f"UPROBE{i:04d}", f"probe fox {i}") for i in range(probe_count)]
+        job_id, ts = result_buttons(slack)
+        sent = probe_requests(commands, probe_count, args.probe_kinds, job_id, ts)
         if floor is None:
-            probes = await commands.send(bot, probe_requests, "paced", args.interval)
-        else:  # the same probes, at the same moments, to the bare app
+            probes = await commands.send(bot, sent, "paced", args.interval)
+        else:  # the same probes, at the same moments, to the bare app (which acks commands and clicks alike)
             probes, floor_probes = await asyncio.gather(
-                commands.send(bot, probe_requests, "paced", args.interval),
-                commands.send(floor, [dict(r, response_url=slack.response_url()) for r in probe_requests], "paced", args.interval),
+                commands.send(bot, sent, "paced", args.interval),
+                commands.send(floor, [dict(r, response_url=slack.response_url()) for r in sent], "paced", args.interval),
             )
         at_end, delivered_during = openai.in_flight, len(slack.completed_uploads()) - delivered_before
-        await wait_for(lambda: len(slack.completed_uploads()) >= len(commands.all), 600)
+        expected = sum(1 for r in commands.all if r.get("action") in (None, "again"))  # each makes one upload
+        await wait_for(lambda: len(slack.completed_uploads()) >= expected, 600)
         delivered = len(slack.completed_uploads())
         await bot.stop()
         if floor is not None:
@@ -326,13 +380,16 @@ async def scenario_in_flight(args: argparse.Namespace, tmp: str) -> None:
     print(f"\nScenario 1: {args.jobs} jobs in flight against the fake OpenAI ({args.latency:g} s per call{queueing})")
     show(f"burst acks ({args.jobs} at once)", percentiles(burst))
     show(f"probe acks (1 every {args.interval * 1000:g} ms)", percentiles(probes))
+    if args.probe_kinds == "mixed":
+        for kind, label in (("command", "/imagine"), ("again", "Again clicks"), ("info", "Info clicks")):
+            show(f"  of which {label}", percentiles([p for p in probes if p["kind"] == kind]))
     if floor is not None:
         show_floor(percentiles(probes), percentiles(floor_probes))
     print(f"  model calls in flight: {min(args.jobs, slots)} of the burst before probing: {all_in_flight}; "
           f"{at_start} when probing began, {at_end} when it ended; peak {openai.max_in_flight}")
     print(f"  results uploaded while probing: {delivered_during}")
     statuses = sorted({r["status"] for r in [*burst, *probes]})
-    print(f"  HTTP statuses: {statuses}; results delivered: {delivered}/{len(commands.all)}")
+    print(f"  HTTP statuses: {statuses}; results delivered: {delivered}/{expected}")
 
 
 async def scenario_flood(args: argparse.Namespace, tmp: str) -> None:
@@ -432,6 +489,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--probes", type=int, default=0, help="0 = as many as last (latency + 3) s")
     p.add_argument("--interval", type=float, default=0.02)
     p.add_argument("--latency", type=float, default=5.0)
+    p.add_argument("--probe-kinds", choices=("commands", "mixed"), default="mixed",
+                   help="scenario 1 probes: /imagine only, or /imagine, Again and Info clicks in turn")
     p.add_argument("--model-slots", type=int, default=0, help="openai.max_concurrent_calls in scenario 1 (0 = no queueing)")
     p.add_argument("--flood-users", type=int, default=100)
     p.add_argument("--flood-per-user", type=int, default=10)

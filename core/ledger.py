@@ -7,6 +7,7 @@ module per concern:
 - core/ledger_events.py: claims that make an event run once across processes;
 - core/ledger_liveness.py: heartbeats and recovery of a dead process's jobs;
 - core/ledger_relax.py: relax mode's jobs and Batch API batches, delivered once;
+- core/ledger_results.py: edit inputs and result messages (buttons, history);
 - core/ledger_status.py: the job status machine they all obey.
 """
 
@@ -18,10 +19,11 @@ from core.ledger_base import BEATS_PER_TIMEOUT, Clock, Reservation, new_job_id, 
 from core.ledger_events import EventClaims
 from core.ledger_liveness import Liveness
 from core.ledger_relax import RelaxLedger
+from core.ledger_results import Results
 
 __all__ = ["BEATS_PER_TIMEOUT", "Clock", "Ledger", "Reservation", "new_job_id", "utc_now"]
 
 
-class Ledger(Accounting, AdminSettings, EventClaims, Liveness, RelaxLedger):
+class Ledger(Accounting, AdminSettings, EventClaims, Liveness, RelaxLedger, Results):
     """Every ledger operation is one `*_sync` method, one transaction, run on
     the store's database thread(s) (`await store.run(ledger.x_sync, ...)`)."""

@@ -194,3 +194,16 @@ class JobRecord:
     created_at: datetime
     cost_usd: float = 0.0
     error_code: str | None = None
+    model_used: str = ""  # the model that made (or was to make) the images
+    usage: Usage = Usage()
+    images: int = 0  # images made
+    input_images: int = 0
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One line of /history: the job, and where its images are (a platform
+    reference; None when they were never posted or have been deleted)."""
+
+    job: JobRecord
+    result_ref: Mapping[str, Any] | None

@@ -57,6 +57,7 @@ from core.pricing import cost_usd, estimate_usd, weighted_units
 from core.progress import ProgressReporter
 from core.provider import ImageProvider, ProviderResult, safety_identifier
 from core.relax import RelaxQueue
+from core.results import ResultBook
 from core.store import DATABASE_FAULTS, Store, store_for
 
 log = logging.getLogger("imaginebot.core")
@@ -88,6 +89,7 @@ class ImageService:
         self.provider = provider
         self.ledger = Ledger(store, config, clock=clock)
         self.ledger_writes = LedgerWrites(store)
+        self.results = ResultBook(config, store, self.ledger)  # buttons under results, history
         self.metrics = metrics or Metrics()
         self.slots = ModelSlots(config.openai.max_concurrent_calls)
         self.metrics.queue_length.set_function(lambda: self.slots.waiting)
@@ -412,21 +414,7 @@ class ImageService:
     # -- lookups ------------------------------------------------------------
 
     async def job(self, job_id: str) -> JobRecord | None:
-        r = await self.store.run(self.ledger.job_sync, job_id)
-        if r is None:
-            return None
-        return JobRecord(
-            job_id=r["id"],
-            kind=r["kind"],
-            requester_key=r["user_key"],
-            prompt=r["prompt"],
-            options=ImageOptions(size=r["size"], quality=r["quality"], n=r["n"], format=r["format"], background=r["background"],
-                                 model=_picked_model(self.config, r["model"], r["background"])),  # fmt: skip
-            status=r["status"],
-            created_at=datetime.fromtimestamp(r["created_at"], timezone.utc),
-            cost_usd=r["cost_usd"] or 0.0,
-            error_code=r["error_code"],
-        )
+        return await self.results.job(job_id)
 
     def observe_ack(self, platform: str, seconds: float) -> None:
         """How long a platform waited for our acknowledgement (Slack's ack, Discord's defer)."""
@@ -565,16 +553,6 @@ def interrupted_log_fields(job: InterruptedJob) -> dict[str, Any]:
         "outcome": "interrupted",
         "elapsed_ms": round(elapsed.total_seconds() * 1000),
     }
-
-
-def _picked_model(config: Config, model: str | None, background: str) -> str:
-    """What "Again" asks for: the job's model if it was not the server's own
-    choice and --model may still pick it; else the server's routing."""
-    try:
-        routed = route_model(config, "", background)
-    except InvalidInput:
-        routed = ""
-    return model if model and model != routed and model in config.openai.allowed_models else ""
 
 
 __all__ = ["ImageService", "InternalError", "ProviderError", "Progress", "new_job_id"]

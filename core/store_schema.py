@@ -80,6 +80,24 @@ TABLES: tuple[Table, ...] = (
     ),
 )
 
+# Tables added by later steps: created by their step, never by step 1 (which
+# is the release schema), and copied by `imaginebot migrate` like the others.
+JOB_INPUTS = Table(
+    "job_inputs",
+    # The images an edit used, as platform references (JSON: a Slack file id; a
+    # Discord channel, message and attachment id), never URLs or tokens: a
+    # button looks them up again and downloads them fresh.
+    (("job_id", str), ("position", int), ("role", str), ("ref", str)),
+    pk=("job_id", "position"),
+)
+JOB_RESULTS = Table(
+    "job_results",
+    # Where a job's images were posted (JSON platform reference), so that the
+    # buttons under them and /history work in any process, after a restart.
+    (("job_id", str), ("ref", str), ("posted_at", float), ("deleted_at", float)),
+    pk=("job_id",),
+)
+
 _PG_TYPES = {str: "TEXT", int: "BIGINT", float: "DOUBLE PRECISION"}
 _SQLITE_TYPES = {str: "TEXT", int: "INTEGER", float: "FLOAT"}
 
@@ -121,6 +139,17 @@ def _v3_seen_events_by_age(dialect: str) -> list[str]:
     # Every claim (each Slack payload, each Discord interaction) also prunes
     # claims older than a day: without this index that DELETE scans the table.
     return [f"CREATE INDEX IF NOT EXISTS {index_name('seen_events', ('at',))} ON seen_events (at)"]
+
+
+def _v4_job_inputs_and_results(dialect: str) -> list[str]:
+    # The buttons under a result (Again on an edit, Vary, Bigger, Delete) and
+    # /history need an edit's inputs and a result's message after a restart.
+    # Jobs are listed newest first per user for /history.
+    return [
+        *create_table_sql(JOB_INPUTS, dialect),
+        *create_table_sql(JOB_RESULTS, dialect),
+        f"CREATE INDEX IF NOT EXISTS {index_name('jobs', ('user_key', 'created_at'))} ON jobs (user_key, created_at)",
+    ]
 
 
 RELAX_BATCHES = Table(
@@ -174,11 +203,13 @@ MIGRATIONS: tuple[tuple[int, str, Callable[[str], list[str]]], ...] = (
     (1, "the tables of release 0.1.0", _v1_release_schema),
     (2, "an index for finding a dead worker's jobs", _v2_jobs_by_owner),
     (3, "an index for pruning old event claims", _v3_seen_events_by_age),
+    (4, "edit inputs and result messages, for the buttons under results and history", _v4_job_inputs_and_results),
     (5, "relax mode: Batch API batches and their jobs", _v5_relax),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 # Every table a database at SCHEMA_VERSION holds (what `imaginebot migrate` copies).
-ALL_TABLES: tuple[Table, ...] = (*TABLES, RELAX_BATCHES, RELAX_JOBS)
+LATER_TABLES: tuple[Table, ...] = (JOB_INPUTS, JOB_RESULTS, RELAX_BATCHES, RELAX_JOBS)
+ALL_TABLES: tuple[Table, ...] = TABLES + LATER_TABLES
 
 VERSIONS_TABLE = "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, what TEXT, applied_at FLOAT)"
 

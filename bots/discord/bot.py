@@ -13,7 +13,7 @@ import contextlib
 import logging
 import uuid
 from datetime import datetime, timedelta, timezone
-from typing import Any, Awaitable, Callable, Sequence
+from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 import aiohttp
 import discord
@@ -22,9 +22,11 @@ from discord import app_commands
 from discord.gateway import DiscordWebSocket
 
 from bots.discord import delivery, render
-from bots.discord.attachments import allowed_hosts, check_sizes, download_attachments, image_attachments, is_image
+from bots.discord.attachments import allowed_hosts, check_sizes, download_attachments, is_image
 from bots.discord.commands import register_commands
-from bots.discord.components import EditInstructionModal, JobButton
+from bots.discord.components import EDIT_FORM_PREFIX, JobButton
+from bots.discord.result_buttons import ResultButtons, button_note, remember_inputs
+from bots.discord.sources import attachment_ref, message_ref
 from bots.discord.filesize import options_for_limit
 from bots.discord import relax as relax_mode
 from bots.discord.replays import claim_key
@@ -58,6 +60,19 @@ class _AdapterHooks:
 
     async def setup_hook(self) -> None:
         self.add_dynamic_items(JobButton, relax_mode.RelaxCancelButton)  # type: ignore[attr-defined]
+
+    async def on_interaction(self, interaction: discord.Interaction[Any]) -> None:
+        # The Edit button's form is not kept in memory (EditForm): handled here
+        # by whichever process receives it.
+        if interaction.type is not discord.InteractionType.modal_submit:
+            return
+        data: dict[str, Any] = dict(interaction.data or {})
+        custom_id = str(data.get("custom_id", ""))
+        if custom_id.startswith(EDIT_FORM_PREFIX):
+            try:
+                await self.adapter.buttons.on_edit_form(interaction, custom_id.removeprefix(EDIT_FORM_PREFIX))
+            except Exception as e:
+                await self.adapter.on_unexpected(interaction, e)
 
     async def on_connect(self) -> None:
         self.adapter._set_connected(None, True)
@@ -135,6 +150,7 @@ class DiscordAdapter:
         # Looked up when needed: `imaginebot discord-sync` makes an adapter without a service.
         self._jobs = JobRunner(config.server.max_background_tasks, refund=lambda job_id, why: self.service.delivery_failed(job_id, why), name="discord")
         self._recent = RecentDeliveries()
+        self.buttons = ResultButtons(self)  # the buttons under every result, and /history
         self._lanes = delivery.Lanes()
         self._connected = asyncio.Event()
         self._connect_task: asyncio.Task[None] | None = None
@@ -366,20 +382,7 @@ class DiscordAdapter:
                 self._start_generation(slot, interaction, prompt, *ready)
 
     async def on_again(self, interaction: discord.Interaction[Any], job_id: str) -> None:
-        slot = await self._admit_job(interaction)
-        if slot is None:
-            return
-        with slot:
-            notify = await self._defer(interaction)
-            if notify is None:
-                return
-            record = await self.service.job(job_id)
-            if record is None:
-                await delivery.send_private(interaction, render.render_result_gone())
-            elif record.kind != "generate":
-                await delivery.send_private(interaction, render.render_cannot_repeat_edit())
-            else:
-                self._start_generation(slot, interaction, record.prompt, record.options, notify)
+        await self.buttons.again(interaction, job_id)
 
     def _start_generation(
         self, slot: Slot, interaction: discord.Interaction[Any], prompt: str, options: ImageOptions, notify: dict[str, Any]
@@ -415,52 +418,22 @@ class DiscordAdapter:
                 self._start_edit(slot, interaction, prompt, images, *ready, mask=mask)
 
     async def on_edit_menu(self, interaction: discord.Interaction[Any], message: discord.Message) -> None:
-        await self._open_edit_modal(interaction, message.attachments)
+        await self.buttons.open_edit_modal(interaction, message.attachments, message)
 
     async def on_edit_button(self, interaction: discord.Interaction[Any], job_id: str) -> None:
-        # The images to edit are the ones on the message the button is under:
-        # Discord sends that message with the click, so this survives restarts.
-        attachments = interaction.message.attachments if interaction.message else []
-        await self._open_edit_modal(interaction, attachments)
-
-    async def _open_edit_modal(self, interaction: discord.Interaction[Any], attachments: Sequence[discord.Attachment]) -> None:
-        if not await self._admit(interaction, job=True):
-            return
-        images = image_attachments(attachments)
-        try:
-            if not images:
-                raise InvalidInput(render.render_no_images())
-            check_sizes(images)
-        except InvalidInput as e:
-            await delivery.send_private(interaction, render.render_error(e))
-            return
-
-        async def on_instruction(submit: discord.Interaction[Any], instruction: str) -> None:
-            await self._edit_from_modal(submit, instruction, images)
-
-        await interaction.response.send_modal(EditInstructionModal(on_instruction, image_count=len(images)))
-
-    async def _edit_from_modal(
-        self, interaction: discord.Interaction[Any], instruction: str, images: Sequence[discord.Attachment]
-    ) -> None:
-        slot = await self._admit_job(interaction)
-        if slot is None:
-            return
-
-        def options() -> ImageOptions:
-            check_prompt(instruction)
-            return build_options(self.config)
-
-        with slot:
-            if ready := await self._checked_and_deferred(interaction, options):
-                self._start_edit(slot, interaction, instruction, images, *ready, mask=None)
+        await self.buttons.open_edit(interaction, job_id)
 
     def _start_edit(
         self, slot: Slot, interaction: discord.Interaction[Any], prompt: str, images: Sequence[discord.Attachment],
         options: ImageOptions, notify: dict[str, Any], *, mask: discord.Attachment | None,
+        refs: Sequence[Mapping[str, Any]] | None = None,
     ) -> None:
+        """`refs`: where the images came from, kept for Again (ids only; an
+        image uploaded with the command itself has no message to read again)."""
         options, note = options_for_limit(options, interaction.filesize_limit)
         requester = requester_for(interaction)
+        input_refs = list(refs) if refs is not None else [attachment_ref(a, None) for a in images]
+        mask_ref = attachment_ref(mask, None) if mask is not None else None
 
         async def work(progress: ProgressCallback, reach: Reach) -> ImageResult:
             session = await self._http()
@@ -468,11 +441,13 @@ class DiscordAdapter:
             mask_upload: Upload | None = None
             if mask is not None:
                 (mask_upload,) = await download_attachments(session, [mask], hosts=self._hosts)
-            return await self.service.edit(
+            result = await self.service.edit(
                 requester, prompt, uploads, options, mask=mask_upload, progress=progress, notify=reach
             )
+            await remember_inputs(self.service, result.job_id, input_refs, mask_ref)
+            return result
 
-        self._start_job(slot, interaction, work, notify, notes=[note] if note else [])
+        self._start_job(slot, interaction, work, notify, notes=[note] if note else [], input_images=len(images))
 
     async def _checked_and_deferred(
         self, interaction: discord.Interaction[Any], options: Callable[[], ImageOptions]
@@ -508,12 +483,17 @@ class DiscordAdapter:
         return notify_for(interaction, response.message_id if response is not None else None)
 
     def _start_job(
-        self, slot: Slot, interaction: discord.Interaction[Any], call: JobCall, reach: Reach, *, notes: list[str]
-    ) -> None:
+        self, slot: Slot, interaction: discord.Interaction[Any], call: JobCall, reach: Reach, *, notes: list[str],
+        input_images: int = 0,
+    ) -> None:  # fmt: skip
         turn = DiscordTurn(
-            interaction, reach=reach, min_interval=self.config.discord.progress_update_seconds, lanes=self._lanes, notes=notes
-        )
+            interaction, reach=reach, min_interval=self.config.discord.progress_update_seconds, lanes=self._lanes, notes=notes,
+            button_note=button_note(self.config, input_images), on_posted=self._result_posted,
+        )  # fmt: skip
         slot.start(self._jobs.serve(turn, self._jobs.run(turn, call)), name=f"discord-job-{interaction.id}")
+
+    async def _result_posted(self, result: ImageResult, message: discord.Message) -> None:
+        await self.service.results.remember_result(result.job_id, message_ref(message))
 
     async def on_unexpected(self, interaction: discord.Interaction[Any], error: BaseException) -> None:
         """The last resort: log with a reference, apologise privately, leak nothing."""
@@ -532,6 +512,12 @@ class DiscordAdapter:
 
     async def _quota_text(self, interaction: discord.Interaction[Any]) -> str:
         return render.render_quota(await self.service.quota(requester_for(interaction)))
+
+    async def on_history(self, interaction: discord.Interaction[Any]) -> None:
+        await self.buttons.history(interaction)
+
+    async def on_admin_history(self, interaction: discord.Interaction[Any], user: discord.abc.User) -> None:
+        await self.buttons.history(interaction, user)
 
     async def on_admin_limit(self, interaction: discord.Interaction[Any], user: discord.abc.User, daily: int | None) -> None:
         async def act() -> str:

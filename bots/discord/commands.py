@@ -161,6 +161,10 @@ def register_commands(tree: app_commands.CommandTree[discord.Client], adapter: "
     async def quota(interaction: discord.Interaction) -> None:
         await adapter.on_quota(interaction)
 
+    @app_commands.command(name="history", description="Your last 10 image jobs, with links and Again buttons")
+    async def history(interaction: discord.Interaction) -> None:
+        await adapter.on_history(interaction)
+
     admin = app_commands.Group(
         name="imagine-admin",
         description="Limits and budget for this server",
@@ -192,11 +196,17 @@ def register_commands(tree: app_commands.CommandTree[discord.Client], adapter: "
     async def admin_budget(interaction: discord.Interaction, usd: app_commands.Range[float, 0, 100_000]) -> None:
         await adapter.on_admin_budget(interaction, usd)
 
+    @admin.command(name="history", description="A member's last 10 image jobs")
+    @app_commands.describe(user="The member")
+    async def admin_history(interaction: discord.Interaction, user: discord.User) -> None:
+        await adapter.on_admin_history(interaction, user)
+
     async def edit_menu(interaction: discord.Interaction, message: discord.Message) -> None:
         await adapter.on_edit_menu(interaction, message)
 
     tree.add_command(imagine)
     tree.add_command(edit)
     tree.add_command(quota)
+    tree.add_command(history)
     tree.add_command(admin)
     tree.add_command(app_commands.ContextMenu(name="Edit image", callback=edit_menu))

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 import discord
 
+from bots.buttons import ACTIONS, LABELS
+
 if TYPE_CHECKING:
     from bots.discord.bot import DiscordAdapter
 
@@ -24,23 +26,25 @@ def _adapter(interaction: discord.Interaction[Any]) -> DiscordAdapter:
     return interaction.client.adapter  # type: ignore[attr-defined,no-any-return]
 
 
-# action in the custom_id -> (label, emoji)
-_BUTTONS = {"again": ("Again", "🔁"), "edit": ("Edit", "✏️")}
+_EMOJI = {"again": "🔁", "vary": "🎲", "bigger": "🔍", "edit": "✏️", "info": "ℹ️", "delete": "🗑️"}
 
 
 class JobButton(
     discord.ui.DynamicItem[discord.ui.Button[Any]],
-    template=rf"{CUSTOM_ID_PREFIX}:(?P<action>again|edit):{_JOB_ID}",
+    template=rf"{CUSTOM_ID_PREFIX}:(?P<action>{'|'.join(ACTIONS)}):{_JOB_ID}",
 ):
-    """**Again** runs the same prompt and settings for whoever clicks (on
-    their own quota); **Edit** opens a modal, then edits the images of the
-    message the button is on."""
+    """One of the buttons under a result (bots/buttons.py says what each does).
+    **Again** and the others act for whoever clicks, on their own quota;
+    **Delete** only for the requester or an admin."""
 
-    def __init__(self, action: str, job_id: str) -> None:
-        label, emoji = _BUTTONS[action]
+    def __init__(self, action: str, job_id: str, *, label: str | None = None) -> None:
+        style = discord.ButtonStyle.danger if action == "delete" else discord.ButtonStyle.secondary
         super().__init__(
             discord.ui.Button(
-                label=label, emoji=emoji, style=discord.ButtonStyle.secondary, custom_id=f"{CUSTOM_ID_PREFIX}:{action}:{job_id}"
+                label=label or LABELS[action],  # type: ignore[index]
+                emoji=_EMOJI[action],
+                style=style,
+                custom_id=f"{CUSTOM_ID_PREFIX}:{action}:{job_id}",
             )
         )
         self.action = action
@@ -54,26 +58,68 @@ class JobButton(
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         adapter = _adapter(interaction)
-        handler = adapter.on_again if self.action == "again" else adapter.on_edit_button
         try:
-            await handler(interaction, self.job_id)
+            await adapter.buttons.on_click(interaction, self.action, self.job_id)
         except Exception as e:  # the view would only log it; the user gets an apology
             await adapter.on_unexpected(interaction, e)
 
 
-def result_view(job_id: str, *, again: bool = True) -> discord.ui.View:
+def result_view(job_id: str) -> discord.ui.View:
+    """Again, Vary, Bigger, Edit, Info, Delete (Discord puts five in a row)."""
     view = discord.ui.View(timeout=None)
-    if again:
-        view.add_item(JobButton("again", job_id))
-    view.add_item(JobButton("edit", job_id))
+    for action in ACTIONS:
+        view.add_item(JobButton(action, job_id))
+    return view
+
+
+def history_view(job_ids: list[str]) -> discord.ui.View:
+    """One "Again n" button per line of /history (25 buttons at most)."""
+    view = discord.ui.View(timeout=None)
+    for number, job_id in enumerate(job_ids[:25], start=1):
+        view.add_item(JobButton("again", job_id, label=f"Again {number}"))
     return view
 
 
 InstructionHandler = Callable[[discord.Interaction[Any], str], Awaitable[None]]
+EDIT_FORM_PREFIX = f"{CUSTOM_ID_PREFIX}:edit-form:"
+
+
+class EditForm(discord.ui.Modal):
+    """The Edit button's form: an instruction, and optionally size and quality
+    (modals take text inputs only; empty = the default).
+
+    Not kept in this process's memory: its custom_id names the job and Discord
+    sends the result message (with its images) along with the submission, so
+    whichever process receives it — after a restart too — handles it
+    (ImaginebotClient.on_interaction)."""
+
+    def __init__(self, job_id: str, *, image_count: int) -> None:
+        title = "Edit image" if image_count == 1 else f"Edit {image_count} images"
+        super().__init__(title=title, timeout=None, custom_id=f"{EDIT_FORM_PREFIX}{job_id}")
+        self.add_item(discord.ui.TextInput(
+            label="What should change?", custom_id="instruction", style=discord.TextStyle.paragraph,
+            placeholder="make it a watercolor painting", max_length=MAX_INSTRUCTION,
+        ))  # fmt: skip
+        self.add_item(discord.ui.TextInput(
+            label="Size (optional)", custom_id="size", required=False, max_length=20,
+            placeholder="auto, square, portrait, landscape, 2k, wide-2k, tall-2k or WxH",
+        ))  # fmt: skip
+        self.add_item(discord.ui.TextInput(
+            label="Quality (optional)", custom_id="quality", required=False, max_length=10,
+            placeholder="low, medium, high or auto",
+        ))  # fmt: skip
+        self.stop()  # finished before it is sent, so discord.py does not keep it
+
+
+def form_values(data: Any) -> dict[str, str]:
+    """The text inputs of a submitted modal, by custom_id."""
+    rows = (data or {}).get("components") or []
+    return {c.get("custom_id", ""): str(c.get("value") or "") for row in rows for c in row.get("components", [])}
 
 
 class EditInstructionModal(discord.ui.Modal):
-    """Asks what to change; the images to edit were chosen when it opened."""
+    """The Edit image context menu's form: what to change; the images to edit
+    were chosen when it opened (kept in memory for its 15 minutes)."""
 
     instruction: discord.ui.TextInput[EditInstructionModal] = discord.ui.TextInput(
         label="What should change?",

@@ -172,17 +172,18 @@ def _files(images: Sequence[GeneratedImage]) -> list[discord.File]:
 
 async def send_result(
     interaction: discord.Interaction[Any], result: ImageResult, *, lanes: Lanes, notes: Sequence[str] = ()
-) -> None:
+) -> discord.Message:
     """All images in one message (more only past 10 files), replacing the
-    progress message, with the caption and the Again/Edit buttons."""
+    progress message, with the caption and the buttons under every result.
+    Returns that (first) message."""
     fitted = await fit_images(result.images, interaction.filesize_limit)
     all_notes = [*notes, *(f.note for f in fitted if f.note)]
     groups = batches([f.image for f in fitted])
     content = render.render_result(result, user_id=interaction.user.id, notes=all_notes)
-    view = result_view(result.job_id, again=result.kind == "generate")
+    view = result_view(result.job_id)
     mentions = render.result_mentions(interaction.user.id)
     async with lanes.uploads:
-        await _deliver(interaction, result, fitted, content, groups, view, mentions)
+        return await _deliver(interaction, result, fitted, content, groups, view, mentions)
 
 
 async def _deliver(
@@ -193,17 +194,17 @@ async def _deliver(
     groups: list[list[GeneratedImage]],
     view: discord.ui.View,
     mentions: discord.AllowedMentions,
-) -> None:
+) -> discord.Message:
     try:
-        await _send_groups(interaction, content, groups, view, mentions)
+        return await _send_groups(interaction, content, groups, view, mentions)
     except discord.HTTPException as e:
         if e.code == _TOO_LARGE or e.status == 413:
             # Each file fits, but Discord refused the request as a whole: one file a message.
             log.warning("job %s: upload refused as too large, sending one file per message", result.job_id)
-            await _send_groups(interaction, content, [[f.image] for f in fitted], view, mentions)
+            return await _send_groups(interaction, content, [[f.image] for f in fitted], view, mentions)
         elif e.code in _TOKEN_GONE or e.status == 401:
             log.info("job %s: interaction token expired, posting the result in the channel", result.job_id)
-            await _send_to_channel(interaction, content, groups, view, mentions)
+            return await _send_to_channel(interaction, content, groups, view, mentions)
         else:
             raise
 
@@ -214,12 +215,15 @@ async def _send_groups(
     groups: list[list[GeneratedImage]],
     view: discord.ui.View,
     mentions: discord.AllowedMentions,
-) -> None:
-    await interaction.edit_original_response(content=content, attachments=_files(groups[0]), view=view, allowed_mentions=mentions)
+) -> discord.Message:
+    first = await interaction.edit_original_response(
+        content=content, attachments=_files(groups[0]), view=view, allowed_mentions=mentions
+    )
     for index, group in enumerate(groups[1:], start=2):
         await interaction.followup.send(
             render.render_more_images(index, len(groups)), files=_files(group), allowed_mentions=render.NO_MENTIONS
         )
+    return first
 
 
 async def _send_to_channel(
@@ -228,10 +232,11 @@ async def _send_to_channel(
     groups: list[list[GeneratedImage]],
     view: discord.ui.View,
     mentions: discord.AllowedMentions,
-) -> None:
+) -> discord.Message:
     channel = interaction.channel
     if channel is None or not hasattr(channel, "send"):
         raise RuntimeError("the interaction expired and its channel is unknown")
-    await channel.send(content, files=_files(groups[0]), view=view, allowed_mentions=mentions)
+    first: discord.Message = await channel.send(content, files=_files(groups[0]), view=view, allowed_mentions=mentions)
     for index, group in enumerate(groups[1:], start=2):
         await channel.send(render.render_more_images(index, len(groups)), files=_files(group), allowed_mentions=render.NO_MENTIONS)
+    return first

@@ -112,14 +112,6 @@ def render_no_images() -> str:
     return "That message has no images I can edit. Use **Edit image** on a message with PNG, JPEG or WebP pictures."
 
 
-def render_result_gone() -> str:
-    return "I can't find that image job any more, so I can't repeat it. Please use /imagine again."
-
-
-def render_cannot_repeat_edit() -> str:
-    return "**Again** works on generated images. To change this image, use **Edit**."
-
-
 def render_limit_set(target: str, daily: int | None) -> str:
     return messages.limit_set(target, daily)
 

@@ -4,7 +4,7 @@ from, its deferred ("thinking…") message showing progress, then the images."""
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from typing import Any, Awaitable, Callable, Sequence
 
 import discord
 
@@ -47,8 +47,12 @@ class DiscordTurn(Turn):
     def __init__(
         self, interaction: discord.Interaction[Any], *, reach: Reach, min_interval: float, lanes: delivery.Lanes,
         notes: Sequence[str] = (),
+        button_note: Callable[[ImageResult], str] | None = None,
+        on_posted: Callable[[ImageResult, discord.Message], Awaitable[None]] | None = None,
     ) -> None:  # fmt: skip
         super().__init__()
+        self._button_note = button_note  # what the buttons under the result will use
+        self._on_posted = on_posted  # remembers where the result is, for its buttons and /history
         self.interaction = interaction
         self.requester = requester_for(interaction)
         self._reach = reach
@@ -74,11 +78,17 @@ class DiscordTurn(Turn):
 
     async def deliver(self, result: ImageResult) -> None:
         await self._progress.stop()
+        notes = [*self._notes, self._button_note(result)] if self._button_note else self._notes
         try:
-            await delivery.send_result(self.interaction, result, lanes=self._lanes, notes=self._notes)
+            message = await delivery.send_result(self.interaction, result, lanes=self._lanes, notes=notes)
         except Exception as e:  # Discord's error, a 5xx page, a dropped connection
             log.exception("job %s: could not deliver the result on Discord", result.job_id)
             raise DeliveryFailed(repr(e)) from e
+        if self._on_posted is not None:
+            try:
+                await self._on_posted(result, message)
+            except Exception:  # the images are posted; only Delete and the history link miss it
+                log.warning("job %s: could not record where its result was posted", result.job_id, exc_info=True)
 
     async def withdraw(self) -> None:
         await self._progress.stop()

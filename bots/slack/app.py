@@ -14,6 +14,7 @@ import logging
 import time
 import uuid
 from contextvars import ContextVar
+from dataclasses import replace
 from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 import aiohttp
@@ -40,6 +41,7 @@ from bots.slack.payloads import (
     unescape,
     user_key,
 )
+from bots.buttons import bigger_size, image_dimensions
 from bots.jobs import JobCall, JobRunner
 from bots.recent import RecentDeliveries
 from bots.slack.deliveries import delivery_key
@@ -47,13 +49,14 @@ from bots.slack.failures import slack_error
 from bots.slack.placeholder import UpdateBudget, end_message
 from bots.slack.relax import RELAX_CANCEL_ACTION_ID, SlackCourier, SlackRelax
 from bots.slack.replies import PrivateReplies
+from bots.slack.result_buttons import ACTION_PATTERN, SlackResultButtons, button_note
 from bots.slack.signature import RefusalLog, Refused, verified_body
 from bots.slack.turn import SlackTurn
 from bots.turns import Turn
 from core.config import Config
 from core.errors import ConfigError, ImagineError, InvalidInput
 from core.images import MAX_INPUT_IMAGES
-from core.models import ImageOptions, InterruptedJob
+from core.models import ImageOptions, ImageResult, InterruptedJob, ProgressCallback
 from core.options import build_options, parse_command, pickable_qualities
 from core.relax import relax_edits_unsupported
 from core.service import ImageService
@@ -64,6 +67,7 @@ DEFAULT_API_URL = "https://slack.com/api/"
 COMMAND_IMAGINE = "/imagine"
 COMMAND_QUOTA = "/imagine-quota"
 COMMAND_ADMIN = "/imagine-admin"
+COMMAND_HISTORY = "/imagine-history"
 # Every event the manifest subscribes to has a listener here.
 SUBSCRIBED_EVENTS = ("app_mention",)
 
@@ -118,6 +122,7 @@ class SlackAdapter:
         self.courier = SlackCourier(self.client, self.replies, self._session)  # relax results, posted later
         self.admins = AdminDirectory(self.client)
         self.runner = JobRunner(config.server.max_background_tasks, refund=service.delivery_failed, name="slack")
+        self.buttons = SlackResultButtons(self)  # the buttons under every result, and /imagine-history
         self._update_budget = UpdateBudget()
         self._refusals = RefusalLog()
         self._recent = RecentDeliveries()
@@ -134,6 +139,8 @@ class SlackAdapter:
         app.command(COMMAND_IMAGINE)(self._on_imagine)
         app.command(COMMAND_QUOTA)(self._on_quota)
         app.command(COMMAND_ADMIN)(self._on_admin)
+        app.command(COMMAND_HISTORY)(self._on_history)
+        app.action(ACTION_PATTERN)(self.buttons.on_action)
         app.shortcut(render.EDIT_SHORTCUT_CALLBACK_ID)(self._on_edit_shortcut)
         app.view(render.EDIT_MODAL_CALLBACK_ID)(self._on_edit_submit)
         app.action(render.CANCEL_ACTION_ID)(self._on_cancel)
@@ -295,7 +302,7 @@ class SlackAdapter:
 
     def _spawn(self, origin: Origin, work: Callable[[SlackTurn], Awaitable[None]], name: str) -> bool:
         """Run `work` after the ack, once across processes; False (and nothing started) at the cap."""
-        turn = SlackTurn(self.client, self.replies, origin)
+        turn = SlackTurn(self.client, self.replies, origin, button_note=button_note(self.config), on_posted=self._result_posted)
         key = _delivery.get()
 
         async def once(turn: SlackTurn) -> None:
@@ -322,6 +329,13 @@ class SlackAdapter:
             return
         text = command.get("text", "")
         started = self._spawn(command_origin(command), lambda turn: self._quota(turn, text), "slack-quota")
+        await (ack() if started else ack(text=render.render_busy(), response_type="ephemeral"))
+
+    async def _on_history(self, ack: AsyncAck, command: dict[str, Any]) -> None:
+        if self._closing:
+            await ack(text=render.render_restarting(), response_type="ephemeral")
+            return
+        started = self._spawn(command_origin(command), lambda turn: self.buttons.history(turn), "slack-history")
         await (ack() if started else ack(text=render.render_busy(), response_type="ephemeral"))
 
     async def _on_admin(self, ack: AsyncAck, command: dict[str, Any]) -> None:
@@ -472,6 +486,9 @@ class SlackAdapter:
         await turn.tell(answer)
 
     async def _admin(self, turn: SlackTurn, command: AdminCommand) -> None:
+        if command.action == "history":
+            await self.buttons.history(turn, command.user)
+            return
         origin = turn.origin
         admin = requester(origin, is_admin=await self.admins.is_admin(origin.user))
         target = user_key(origin.team, command.user or "")
@@ -561,7 +578,11 @@ class SlackAdapter:
             return []
         return latest_bot_images(resp.get("messages") or [], bot_user_id=bot_user_id, before_ts=before_ts)
 
-    async def _edit(self, turn: SlackTurn, prompt: str, files: Sequence[Mapping[str, Any]], options: ImageOptions) -> None:
+    async def _edit(
+        self, turn: SlackTurn, prompt: str, files: Sequence[Mapping[str, Any]], options: ImageOptions, *,
+        sized_by_image: bool = False,
+    ) -> None:  # fmt: skip
+        """`sized_by_image`: Bigger, at the 2K-class size of the first image's shape."""
         if options.relax:
             await turn.tell(relax_edits_unsupported())
             return
@@ -573,13 +594,21 @@ class SlackAdapter:
         except InvalidInput as e:
             await turn.tell(render.render_error(e))
             return
+        if sized_by_image and (dims := image_dimensions(uploads[0].data)):
+            options = replace(options, size=bigger_size(*dims))
         who = turn.requester
-        await self._run_job(
-            turn,
-            prompt,
-            "edit",
-            lambda progress, notify: self.service.edit(who, prompt, uploads, options, progress=progress, notify=notify),
-        )
+        turn.input_images = len(uploads)
+        refs = [{"file": str(f.get("id"))} for f in files]  # ids only: Again looks them up again
+
+        async def edit(progress: ProgressCallback, notify: Mapping[str, Any]) -> ImageResult:
+            result = await self.service.edit(who, prompt, uploads, options, progress=progress, notify=notify)
+            try:
+                await self.service.results.remember_inputs(result.job_id, refs)
+            except Exception:  # paid for: deliver it; only Again on it is lost
+                log.warning("job %s: could not record its input images", result.job_id, exc_info=True)
+            return result
+
+        await self._run_job(turn, prompt, "edit", edit)
 
     async def _run_job(self, turn: SlackTurn, prompt: str, kind: str, call: JobCall) -> None:
         """One job, its progress on a placeholder message in the channel."""
@@ -591,6 +620,9 @@ class SlackAdapter:
             on_posted=lambda job_id, ts: self.service.remember(job_id, {"placeholder_ts": ts}),
         )
         await self.runner.run(turn, call)
+
+    async def _result_posted(self, result: ImageResult, ref: Mapping[str, Any]) -> None:
+        await self.service.results.remember_result(result.job_id, ref)
 
     def _stop(self, turn: SlackTurn, reason: str) -> None:
         job = self.runner.find(lambda t: t is turn)

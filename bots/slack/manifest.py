@@ -14,15 +14,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bots.slack import render
-from bots.slack.app import COMMAND_ADMIN, COMMAND_IMAGINE, COMMAND_QUOTA, SUBSCRIBED_EVENTS
+from bots.slack.app import COMMAND_ADMIN, COMMAND_HISTORY, COMMAND_IMAGINE, COMMAND_QUOTA, SUBSCRIBED_EVENTS
 
 EVENTS_PATH = "/slack/events"
 
 # Bot scopes the code uses, each with what it is for (doctor names the reason).
 BOT_SCOPES: dict[str, str] = {
-    "commands": "the /imagine commands and the Edit image shortcut",
+    "commands": "the /imagine commands, the Edit image shortcut and the buttons under results",
     "chat:write": "posting progress, results and private replies",
-    "files:write": "uploading the images",
+    "files:write": "uploading the images, and deleting them (Delete under a result)",
     "files:read": "reading the images people share, to edit them",
     "app_mentions:read": "editing when someone mentions the bot",
     "channels:history": "finding the bot's image in a thread (public channels)",
@@ -55,10 +55,16 @@ def manifest_data(request_url: str | None) -> dict[str, Any]:
             "should_escape": True,
         },
         {
+            "command": COMMAND_HISTORY,
+            **with_url,
+            "description": "Your last 10 image jobs, with links and Again buttons",
+            "should_escape": True,
+        },
+        {
             "command": COMMAND_ADMIN,
             **with_url,
-            "description": "Limits and budget (workspace admins)",
-            "usage_hint": "limit @someone 20 | reset @someone | budget 25",
+            "description": "Limits, budget and history (workspace admins)",
+            "usage_hint": "limit @someone 20 | reset @someone | budget 25 | history @someone",
             "should_escape": True,
         },
     ]

@@ -13,6 +13,7 @@ import json
 from datetime import datetime
 from typing import Any, Sequence
 
+from bots.buttons import ACTIONS, LABELS
 from core import messages
 from core.errors import ImagineError
 from core.models import ImageResult, InterruptedJob, Progress, QuotaStatus
@@ -244,6 +245,7 @@ def render_admin_help() -> str:
         "• `/imagine-admin limit @user 20`: set someone's daily image limit (`default` to go back to the normal limit)\n"
         "• `/imagine-admin reset @user`: forgive today's usage and lift a cool-down\n"
         "• `/imagine-admin budget 25`: this workspace's daily budget in USD (`0` = no budget)\n"
+        "• `/imagine-admin history @user`: someone's last 10 jobs\n"
         "• `/imagine-quota @user`: someone's usage today"
     )
 
@@ -262,3 +264,43 @@ def render_reset_done(user_id: str) -> str:
 
 def render_budget_set(usd: float) -> str:
     return messages.budget_set(usd, "workspace")
+
+
+# -- the buttons under every result, and /imagine-history ----------------------------
+
+RESULT_ACTION_PREFIX = "imagine_"  # + again, vary, bigger, edit, info, delete (CANCEL_ACTION_ID is apart)
+
+
+def result_action_id(action: str) -> str:
+    return f"{RESULT_ACTION_PREFIX}{action}"
+
+
+def _button(action: str, job_id: str, label: str) -> dict[str, Any]:
+    button: dict[str, Any] = {
+        "type": "button",
+        "action_id": result_action_id(action),
+        "text": {"type": "plain_text", "text": label},
+        "value": job_id,  # the job id only: the rest is read from the ledger at click time
+    }
+    if action == "delete":
+        button["style"] = "danger"
+    return button
+
+
+def render_result_buttons(job_id: str, note: str) -> tuple[str, list[dict[str, Any]]]:
+    """The message right after the images: Again, Vary, Bigger, Edit, Info,
+    Delete, and what the spending ones will use."""
+    return note, [
+        {"type": "actions", "block_id": f"result_{job_id}", "elements": [_button(a, job_id, LABELS[a]) for a in ACTIONS]},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": escape(note)}]},
+    ]
+
+
+def render_history(heading: str, lines: Sequence[tuple[str, str]]) -> tuple[str, list[dict[str, Any]]]:
+    """/imagine-history: one section per job (`(text, job id)`), each with Again."""
+    blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": heading}}]
+    for text, job_id in lines:
+        blocks.append(
+            {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}, "accessory": _button("again", job_id, "Again")}
+        )
+    return "\n".join([heading, *(text for text, _ in lines)]), blocks

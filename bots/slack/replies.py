@@ -9,6 +9,7 @@ outcome to its owner even when one way is closed.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
@@ -23,12 +24,12 @@ class PrivateReplies:
     def __init__(self, client: AsyncWebClient) -> None:
         self.client = client
 
-    async def send(self, origin: Origin, text: str) -> bool:
-        """True once one way worked."""
+    async def send(self, origin: Origin, text: str, *, blocks: list[dict[str, Any]] | None = None) -> bool:
+        """True once one way worked. `text` stands in for `blocks` in notifications."""
         if origin.response_url:
             try:
                 webhook = AsyncWebhookClient(origin.response_url, session=self.client.session)
-                resp = await webhook.send(text=text, response_type="ephemeral", replace_original=False)
+                resp = await webhook.send(text=text, blocks=blocks, response_type="ephemeral", replace_original=False)
                 if resp.status_code == 200:
                     return True
                 log.info("response_url answered %s; trying chat.postEphemeral", resp.status_code)
@@ -37,14 +38,14 @@ class PrivateReplies:
         if origin.channel:
             try:
                 await self.client.chat_postEphemeral(
-                    channel=origin.channel, user=origin.user, text=text, thread_ts=origin.user_thread_ts
+                    channel=origin.channel, user=origin.user, text=text, blocks=blocks, thread_ts=origin.user_thread_ts
                 )
                 return True
             except Exception as e:  # Slack's error, a text body, a dropped connection: try the next way
                 log.info("chat.postEphemeral failed (%s); trying a direct message", slack_error(e))
         try:
             # A user id as the channel posts in the bot's direct message with that user.
-            await self.client.chat_postMessage(channel=origin.user, text=text)
+            await self.client.chat_postMessage(channel=origin.user, text=text, blocks=blocks)
             return True
         except Exception as e:
             log.warning("could not reach %s privately: %s", origin.user, slack_error(e))

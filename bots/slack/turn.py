@@ -3,7 +3,8 @@ its placeholder message in the channel, and its private replies."""
 
 from __future__ import annotations
 
-from typing import Awaitable, Callable
+import logging
+from typing import Any, Awaitable, Callable, Mapping
 
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -15,6 +16,8 @@ from bots.slack.replies import PrivateReplies
 from bots.turns import DeliveryFailed, Reach, Turn
 from core.errors import ImagineError
 from core.models import ImageResult, InterruptedJob, Progress
+
+log = logging.getLogger("imaginebot.slack")
 
 
 class SlackWords:
@@ -44,8 +47,15 @@ class SlackTurn(Turn):
     platform = "slack"
     words = WORDS
 
-    def __init__(self, client: AsyncWebClient, replies: PrivateReplies, origin: Origin) -> None:
+    def __init__(
+        self, client: AsyncWebClient, replies: PrivateReplies, origin: Origin, *,
+        button_note: Callable[[ImageResult, int], str] | None = None,
+        on_posted: Callable[[ImageResult, Mapping[str, Any]], Awaitable[None]] | None = None,
+    ) -> None:  # fmt: skip
         super().__init__()
+        self._button_note = button_note  # what the buttons under the result will use
+        self._on_posted = on_posted  # remembers where the result is, for its buttons and /history
+        self.input_images = 0  # how many images an edit used (for what Again on it will use)
         self.client = client
         self.replies = replies
         self.origin = origin
@@ -85,7 +95,7 @@ class SlackTurn(Turn):
         """All images in one message, with who asked, the prompt and the settings."""
         alt = render.shorten(result.prompt, 1000)
         try:
-            await self.client.files_upload_v2(
+            uploaded = await self.client.files_upload_v2(
                 channel=self.origin.channel,
                 thread_ts=self.origin.thread_ts,
                 initial_comment=render.render_result(result, user_id=self.origin.user),
@@ -96,6 +106,31 @@ class SlackTurn(Turn):
             )
         except Exception as e:  # Slack's error, a proxy's text page, a dropped connection
             raise DeliveryFailed(slack_error(e)) from e
+        if self._button_note is not None:
+            file_ids = [str(f.get("id")) for f in uploaded.get("files") or [] if f.get("id")]
+            await self._post_buttons(result, file_ids)
+
+    async def _post_buttons(self, result: ImageResult, file_ids: list[str]) -> None:
+        """The buttons go in a message of their own right after the images:
+        Slack does not say which message an upload became, and a file comment
+        takes no buttons. The images are posted either way, so a failure here
+        costs only the buttons."""
+        assert self._button_note is not None
+        text, blocks = render.render_result_buttons(result.job_id, self._button_note(result, self.input_images))
+        try:
+            posted = await self.client.chat_postMessage(
+                channel=self.origin.channel, thread_ts=self.origin.thread_ts, text=text, blocks=blocks, unfurl_links=False
+            )
+        except Exception as e:
+            log.warning("job %s: could not post the buttons under its images: %s", result.job_id, slack_error(e))
+            posted = None
+        ref = {"channel": self.origin.channel, "thread_ts": self.origin.thread_ts or "", "files": file_ids,
+               "ts": str(posted.get("ts") or "") if posted is not None else ""}  # fmt: skip
+        if self._on_posted is not None:
+            try:
+                await self._on_posted(result, ref)
+            except Exception:
+                log.warning("job %s: could not record where its result was posted", result.job_id, exc_info=True)
 
     async def withdraw(self) -> None:
         if self.placeholder is not None:

@@ -326,7 +326,7 @@ class FakeDiscord:
         self.requests: list[RecordedRequest] = []
         self.interactions: dict[str, FakeInteraction] = {}  # by id
         self._by_token: dict[str, FakeInteraction] = {}
-        self.messages: dict[str, dict[str, Any]] = {}  # every message the bot made, by id
+        self.messages: dict[str, dict[str, Any]] = {}  # every message the bot made (and user_message()s), by id
         self.commands: dict[str | None, list[dict[str, Any]]] = {}  # guild id (None = global) -> commands
         self.cdn: dict[str, tuple[bytes, str]] = {}  # path -> (bytes, content type)
         self.cdn_hits: list[str] = []
@@ -336,6 +336,8 @@ class FakeDiscord:
         self.forbidden_channels: set[str] = set()
         self.closed_dms: set[str] = set()
         self.dm_channels: dict[str, str] = {}  # DM channel id -> user id
+        self.deleted_messages: list[str] = []  # ids deleted through DELETE /channels/{c}/messages/{m}
+        self.message_fetches: list[str] = []  # ids read through GET /channels/{c}/messages/{m}
         self.refuse_uploads = 0  # refuse the next N requests carrying files (403 Missing Permissions)  # posted by the bot itself, not via an interaction
         self.gateway_sessions: list[_GatewaySession] = []
         self.recommended_shards = 1  # what GET /gateway/bot recommends
@@ -723,7 +725,9 @@ class FakeDiscord:
     ) -> dict[str, Any]:
         """A message somebody posted (a context-menu target)."""
         author = self.users.get(author_id) or self.add_user(author_id, f"user{author_id[-4:]}")
-        return self._message(content, list(attachments), author=author.payload(), channel_id=channel_id, guild_id=guild_id)
+        msg = self._message(content, list(attachments), author=author.payload(), channel_id=channel_id, guild_id=guild_id)
+        self.messages[msg["id"]] = msg  # the bot may read it back (GET channel message)
+        return msg
 
     def _message(
         self,
@@ -917,6 +921,8 @@ class FakeDiscord:
             return self._json(self._channel_message(parts[1], record))
         if parts == ["users", "@me", "channels"] and m == "POST":  # open a DM with a user
             return self._json(self._open_dm(str((record.json or {}).get("recipient_id"))))
+        if len(parts) == 4 and parts[0] == "channels" and parts[2] == "messages" and m in ("GET", "DELETE"):
+            return self._message_by_id(parts[1], parts[3], m)
         if parts == ["users", "@me"] and m == "GET":
             return self._json(self.bot_user.payload() | {"verified": True, "mfa_enabled": False, "flags": 0})
         if parts == ["users", "@me", "guilds"] and m == "GET":  # the servers the bot is in (partial guilds)
@@ -939,6 +945,20 @@ class FakeDiscord:
                 if m == "GET":
                     return self._json(self.commands.get(guild_id, []))
         raise _DiscordError(404, 0, "404: Not Found")
+
+    def _message_by_id(self, channel_id: str, message_id: str, method: str) -> web.Response:
+        """GET (with fresh attachment URLs, as Discord signs them anew) or
+        DELETE one message of a channel."""
+        msg = self.messages.get(message_id)
+        if msg is None or msg.get("deleted") or msg["channel_id"] != channel_id:
+            raise _DiscordError(404, 10008, "Unknown Message")
+        if method == "DELETE":
+            msg["deleted"] = True
+            self.deleted_messages.append(message_id)
+            return web.Response(status=204)
+        self.message_fetches.append(message_id)
+        fresh = dict(msg, attachments=[dict(a, url=_refreshed(a["url"]), proxy_url=_refreshed(a["url"])) for a in msg["attachments"]])
+        return self._json(fresh)
 
     def _channel_message(self, channel_id: str, record: RecordedRequest) -> dict[str, Any]:
         """A message the bot posts itself (not through an interaction)."""
@@ -1226,6 +1246,11 @@ def _route_of(record: RecordedRequest) -> str:
     if parts[:1] == ["channels"] and parts[2:] == ["messages"] and m == "POST":
         return "channel_message"
     return ""
+
+
+def _refreshed(url: str) -> str:
+    """The same CDN file with a newly signed query, as Discord hands out on every read."""
+    return url.split("?", 1)[0] + f"?ex={int(time.time()) + 86400:x}&is={int(time.time()):x}&hm=fresh"
 
 
 def _cdn_path(url: str) -> str:

@@ -139,6 +139,7 @@ class FakeSlack:
         self.responses: dict[str, list[dict[str, Any]]] = {}  # response_url id -> JSON bodies posted
         self.messages: list[Message] = []
         self.files: dict[str, dict[str, Any]] = {}
+        self.deleted_files: list[str] = []  # ids removed through files.delete
         self.hosted: dict[str, HostedFile] = {}  # path under /files-pri/ -> content
         self.users: dict[str, dict[str, Any]] = {}
         self.socket_acks: list[dict[str, Any]] = []
@@ -413,6 +414,26 @@ class FakeSlack:
             return {"ok": False, "error": "message_not_found"}
         msg.deleted = True
         return {"channel": msg.channel, "ts": msg.ts}
+
+    def _m_chat_getPermalink(self, p: dict[str, Any]) -> dict[str, Any]:
+        msg = self._find(p["channel"], p["message_ts"])
+        if msg is None:
+            return {"ok": False, "error": "message_not_found"}
+        return {"channel": msg.channel, "permalink": f"https://fake.slack.com/archives/{msg.channel}/p{msg.ts.replace('.', '')}"}
+
+    def _m_files_delete(self, p: dict[str, Any]) -> dict[str, Any]:
+        """Like Slack: the file is gone, and a message left without files goes with it."""
+        info = self.files.pop(p.get("file", ""), None)
+        if info is None:
+            return {"ok": False, "error": "file_deleted" if p.get("file") in self.deleted_files else "file_not_found"}
+        self.deleted_files.append(info["id"])
+        for path in [k for k in self.hosted if k.startswith(f"{self.team_id}-{info['id']}/")]:
+            del self.hosted[path]
+        for msg in self.messages:
+            if any(f.get("id") == info["id"] for f in msg.files):
+                msg.files = [f for f in msg.files if f.get("id") != info["id"]]
+                msg.deleted = msg.deleted or not msg.files
+        return {}
 
     def _m_chat_postEphemeral(self, p: dict[str, Any]) -> dict[str, Any]:
         return {"message_ts": self._next_ts()}

@@ -47,7 +47,8 @@ async def test_sync_commands_registers_every_command_globally(make_adapter, fake
     (put,) = [r for r in fake_discord.requests if r.method == "PUT"]
     assert put.path == f"/applications/{fake_discord.application_id}/commands"
     by_name = {c["name"]: c for c in put.json}
-    assert count == len(by_name) == 5
+    assert count == len(by_name) == 6
+    assert by_name["history"]["options"] == []  # /history: the requester's own
     assert by_name["Edit image"]["type"] == 3  # message context menu
     imagine = {o["name"]: o for o in by_name["imagine"]["options"]}
     assert imagine["prompt"]["required"] is True
@@ -60,7 +61,7 @@ async def test_sync_commands_registers_every_command_globally(make_adapter, fake
     assert edit["image"]["required"] and not edit["mask"].get("required", False)
     admin = by_name["imagine-admin"]
     assert int(admin["default_member_permissions"]) == discord.Permissions(manage_guild=True).value
-    assert {o["name"] for o in admin["options"]} == {"limit", "role", "reset", "budget"}
+    assert {o["name"] for o in admin["options"]} == {"limit", "role", "reset", "budget", "history"}
 
 
 async def test_sync_commands_to_one_guild(make_adapter, fake_discord: FakeDiscord):
@@ -70,7 +71,7 @@ async def test_sync_commands_to_one_guild(make_adapter, fake_discord: FakeDiscor
 
     (put,) = [r for r in fake_discord.requests if r.method == "PUT"]
     assert put.path == f"/applications/{fake_discord.application_id}/guilds/900000000000000001/commands"
-    assert count == 5
+    assert count == 6
 
 
 async def test_size_choices_follow_the_config(make_adapter, fake_discord: FakeDiscord):

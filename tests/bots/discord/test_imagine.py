@@ -46,7 +46,7 @@ async def test_imagine_defers_then_posts_all_images_in_one_message_with_buttons(
     assert f"<@{ALICE}>" in result["content"] and "“a red fox in the snow”" in result["content"]
     assert "1536x1024 · low quality · 3 images · png" in result["content"]
     job_id = button_custom_ids(result)[0].rsplit(":", 1)[1]
-    assert button_custom_ids(result) == [f"imaginebot:again:{job_id}", f"imaginebot:edit:{job_id}"]
+    assert button_custom_ids(result) == [f"imaginebot:{a}:{job_id}" for a in ("again", "vary", "bigger", "edit", "info", "delete")]
     record = await adapter.service.job(job_id)
     assert record is not None and record.prompt == "a red fox in the snow" and record.status == "succeeded"
 
@@ -192,7 +192,7 @@ async def test_a_result_after_the_interaction_expired_is_posted_in_the_channel(
 
     post = next(r for r in fake_discord.requests if r.path == f"/channels/{ix.payload['channel_id']}/messages")
     assert post.headers["authorization"] == "Bot fake-discord-token" and len(post.files) == 1
-    assert f"<@{ALICE}>" in msg["content"] and len(button_custom_ids(msg)) == 2
+    assert f"<@{ALICE}>" in msg["content"] and len(button_custom_ids(msg)) == 6
 
 
 def _requester(user: str = ALICE) -> Requester:

@@ -30,9 +30,9 @@ async def test_images_arrive_in_one_message_with_who_prompt_and_settings(bot: Sl
     assert len(bot.slack.calls_to("files.getUploadURLExternal")) == 2
 
     # The placeholder named who asked and the prompt, and is gone now.
-    posted = bot.slack.calls_to("chat.postMessage")
-    assert len(posted) == 1
-    assert "<@UALICE>" in posted[0].params["text"] and "a red fox in the snow" in posted[0].params["text"]
+    posted, buttons = bot.slack.calls_to("chat.postMessage")  # the placeholder, then the buttons under the images
+    assert buttons.params["blocks"][0]["type"] == "actions"
+    assert "<@UALICE>" in posted.params["text"] and "a red fox in the snow" in posted.params["text"]
     (deleted,) = bot.slack.calls_to("chat.delete")
     assert deleted.params["ts"] == bot.slack.messages[0].ts
     assert bot.slack.responses_to(response_url) == []  # nothing private to say
@@ -57,8 +57,8 @@ async def test_command_in_a_thread_answers_in_that_thread(bot: SlackBot) -> None
     await bot.settle()
     (complete,) = bot.slack.completed_uploads()
     assert complete.params["thread_ts"] == "1699999999.000100"
-    (placeholder,) = bot.slack.calls_to("chat.postMessage")
-    assert placeholder.params["thread_ts"] == "1699999999.000100"
+    placeholder, buttons = bot.slack.calls_to("chat.postMessage")
+    assert placeholder.params["thread_ts"] == buttons.params["thread_ts"] == "1699999999.000100"
 
 
 async def test_bad_flag_is_answered_privately_in_the_ack_and_nothing_runs(bot: SlackBot, fake_openai: FakeOpenAI) -> None:
@@ -81,7 +81,7 @@ async def test_limit_reached_reaches_only_the_user_and_the_channel_sees_nothing(
 
     (text,) = [b["text"] for b in bot.slack.responses_to(response_url)]
     assert "daily limit" in text and "Nothing was charged" in text
-    assert len(bot.slack.calls_to("chat.postMessage")) == 1  # only the first request's placeholder
+    assert len(bot.slack.calls_to("chat.postMessage")) == 2  # only the first request's placeholder and buttons
     assert len(bot.slack.completed_uploads()) == 1
 
 
