@@ -22,6 +22,7 @@ from bots.discord import delivery, render
 from bots.discord.components import result_view
 from bots.discord.filesize import DEFAULT_LIMIT, batches
 from bots.discord.requester import requester_for
+from bots.discord.result_buttons import button_note
 from bots.jobs import Slot
 from core import relax
 from core.errors import ImagineError, InvalidInput
@@ -122,28 +123,35 @@ class DiscordCourier:
     async def post_result(self, reach: Mapping[str, Any], result: ImageResult) -> None:
         user_id = str(reach.get("user_id") or result.requester.user)
         fitted = await delivery.fit_images(result.images, DEFAULT_LIMIT)
-        notes = [f.note for f in fitted if f.note]
+        notes = [*(f.note for f in fitted if f.note), button_note(self._adapter.config, 0)(result)]
         content = render.render_result(result, user_id=user_id, notes=notes)
         groups = batches([f.image for f in fitted])
         try:
-            await self._send(int(reach["channel_id"]), content, groups, result.job_id, user_id)
-            return
+            message = await self._send(int(reach["channel_id"]), content, groups, result.job_id, user_id)
         except (discord.Forbidden, discord.NotFound, KeyError, ValueError) as e:
             log.info("relax job %s: can't post in the channel (%r); sending it by DM", result.job_id, e)
-        try:
-            dm = await self._client.http.start_private_message(int(user_id))
-            await self._send(int(dm["id"]), content, groups, result.job_id, user_id)
-        except discord.HTTPException as e:
-            raise relax.CourierFailed(f"channel and DM refused: {e!r}") from e
+            try:
+                dm = await self._client.http.start_private_message(int(user_id))
+                message = await self._send(int(dm["id"]), content, groups, result.job_id, user_id)
+            except discord.HTTPException as e:
+                raise relax.CourierFailed(f"channel and DM refused: {e!r}") from e
+        try:  # its buttons (Vary, Bigger, Delete) and /history find it through this
+            await self._adapter._result_posted(result, message)
+        except Exception:
+            log.warning("relax job %s: could not record where its result was posted", result.job_id, exc_info=True)
 
-    async def _send(self, channel_id: int, content: str, groups: list[list[GeneratedImage]], job_id: str, user_id: str) -> None:
+    async def _send(
+        self, channel_id: int, content: str, groups: list[list[GeneratedImage]], job_id: str, user_id: str
+    ) -> discord.Message:
+        """Posts the images (the buttons under the first message); returns that first message."""
         channel = self._client.get_partial_messageable(channel_id)
         # The same nonce for every attempt of this job, which discord.py sends
         # with enforce_nonce: Discord drops a repeat of a post it just took.
-        await channel.send(content, files=_files(groups[0]), view=result_view(job_id), allowed_mentions=render.result_mentions(user_id),
+        first = await channel.send(content, files=_files(groups[0]), view=result_view(job_id), allowed_mentions=render.result_mentions(user_id),
                            nonce=f"relax{job_id}")  # fmt: skip
         for index, group in enumerate(groups[1:], start=2):
             await channel.send(render.render_more_images(index, len(groups)), files=_files(group), allowed_mentions=render.NO_MENTIONS)
+        return first
 
     async def tell(self, reach: Mapping[str, Any], text: str) -> bool:
         user_id = str(reach.get("user_id") or "")

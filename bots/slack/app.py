@@ -119,7 +119,9 @@ class SlackAdapter:
         )
         self.replies = PrivateReplies(self.client)
         self.relax = SlackRelax(service, self.client, self.replies)
-        self.courier = SlackCourier(self.client, self.replies, self._session)  # relax results, posted later
+        self.courier = SlackCourier(
+            self.client, self.replies, self._session, button_note=button_note(self.config), on_posted=self._result_posted
+        )  # relax results, posted later
         self.admins = AdminDirectory(self.client)
         self.runner = JobRunner(config.server.max_background_tasks, refund=service.delivery_failed, name="slack")
         self.buttons = SlackResultButtons(self)  # the buttons under every result, and /imagine-history

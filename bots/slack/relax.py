@@ -6,7 +6,7 @@ mentioning them, from the reach stored with the job (no token in it)."""
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Mapping
+from typing import Any, Awaitable, Callable, Mapping
 
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
@@ -103,14 +103,20 @@ class SlackCourier:
 
     ready = True  # the Web API needs no connection
 
-    def __init__(self, client: AsyncWebClient, replies: PrivateReplies, ensure_session: Callable[[], Any]) -> None:
+    def __init__(
+        self, client: AsyncWebClient, replies: PrivateReplies, ensure_session: Callable[[], Any], *,
+        button_note: Callable[[ImageResult, int], str] | None = None,
+        on_posted: Callable[[ImageResult, Mapping[str, Any]], Awaitable[None]] | None = None,
+    ) -> None:  # fmt: skip
         self.client = client
         self.replies = replies
         self._ensure_session = ensure_session
+        self._button_note = button_note  # the buttons under the result, as under any other
+        self._on_posted = on_posted
 
     async def post_result(self, reach: Mapping[str, Any], result: ImageResult) -> None:
         self._ensure_session()
-        turn = SlackTurn(self.client, self.replies, _origin(reach))
+        turn = SlackTurn(self.client, self.replies, _origin(reach), button_note=self._button_note, on_posted=self._on_posted)
         try:
             await turn.deliver(result)  # files_upload_v2 to the channel/thread, mentioning the requester
         except DeliveryFailed as e:

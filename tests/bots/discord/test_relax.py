@@ -4,6 +4,8 @@ channel with the bot token (the interaction token has died by then)."""
 
 from __future__ import annotations
 
+import asyncio
+
 from typing import Any
 
 from bots.discord import DiscordAdapter
@@ -47,7 +49,14 @@ async def test_a_relax_job_is_posted_in_the_channel_with_the_bot_token_mentionin
     assert posted["channel_id"] == GENERAL and posted["author"]["id"] == fake_discord.bot_user.id
     assert f"<@{ALICE}>" in posted["content"] and "a quiet harbor" in posted["content"]
     assert len(posted["attachments"]) == 1
-    assert button_custom_ids(posted) == [f"imaginebot:again:{job_id}", f"imaginebot:edit:{job_id}"]
+    # The buttons under every result, and the result remembered for them and /history.
+    actions = ("again", "vary", "bigger", "edit", "info", "delete")
+    assert button_custom_ids(posted) == [f"imaginebot:{a}:{job_id}" for a in actions]
+    for _ in range(1000):  # recorded just after Discord took the post (bounded: a bug fails, never hangs)
+        if (remembered := await adapter.service.results.result(job_id)) is not None:
+            break
+        await asyncio.sleep(0.01)
+    assert remembered is not None and remembered["message"] == posted["id"]
     (request,) = [r for r in fake_discord.requests if r.path == f"/channels/{GENERAL}/messages"]
     assert request.headers["authorization"] == f"Bot {fake_discord.token}"
     assert request.json is not None and request.json["allowed_mentions"]["users"] == [int(ALICE)]

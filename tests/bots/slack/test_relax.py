@@ -4,6 +4,8 @@ the fake Slack, with the relax loop running on small intervals from config."""
 
 from __future__ import annotations
 
+import asyncio
+
 import uuid
 from typing import Any
 
@@ -11,6 +13,7 @@ from core.models import ImageOptions
 from tests.bots.slack.conftest import CHANNEL, MakeBot, SlackBot, png
 from tests.bots.slack.test_edit import mention_event
 from tests.core.scenario import rows, until
+from tests.bots.slack.test_buttons import buttons_messages
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_server import TEAM_ID
 
@@ -70,6 +73,16 @@ async def test_a_relax_job_is_queued_privately_then_posted_in_the_thread_mention
     assert upload.params["channel_id"] == CHANNEL and upload.params["thread_ts"] == "1699999999.000100"
     assert "<@UALICE>" in upload.params["initial_comment"] and "a quiet harbor" in upload.params["initial_comment"]
     assert all(u.data.startswith(b"\x89PNG") for u in bot.slack.uploads)
+    # The buttons under every result, right after it in the thread, and the result remembered for them and /history.
+    await until(lambda: buttons_messages(bot), "the buttons posted")
+    (buttons,) = buttons_messages(bot)
+    assert buttons.thread_ts == "1699999999.000100"
+    assert [e["value"] for b in buttons.blocks or [] if b.get("type") == "actions" for e in b["elements"]] == [job_id] * 6
+    for _ in range(1000):  # recorded just after Slack took the buttons (bounded: a bug fails, never hangs)
+        if (remembered := await bot.service.results.result(job_id)) is not None:
+            break
+        await asyncio.sleep(0.01)
+    assert remembered is not None and remembered["ts"] == buttons.ts
     # Half the fast price of the same usage, as the ledger records it.
     fast = await bot.service.generate(bot.requester("UBOB"), "a quiet harbor", ImageOptions())
     (job,) = await rows(bot.service, "SELECT status, cost_usd FROM jobs WHERE id = ?", (job_id,))
