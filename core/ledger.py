@@ -6,6 +6,7 @@ module per concern:
 - core/ledger_admin.py: limits per user and role, budgets, resets;
 - core/ledger_events.py: claims that make an event run once across processes;
 - core/ledger_liveness.py: heartbeats and recovery of a dead process's jobs;
+- core/ledger_pace.py: the account's images-per-minute budget, shared by every process;
 - core/ledger_status.py: the job status machine they all obey.
 """
 
@@ -16,10 +17,11 @@ from core.ledger_admin import AdminSettings
 from core.ledger_base import BEATS_PER_TIMEOUT, Clock, Reservation, new_job_id, utc_now
 from core.ledger_events import EventClaims
 from core.ledger_liveness import Liveness
+from core.ledger_pace import PaceLedger
 
 __all__ = ["BEATS_PER_TIMEOUT", "Clock", "Ledger", "Reservation", "new_job_id", "utc_now"]
 
 
-class Ledger(Accounting, AdminSettings, EventClaims, Liveness):
+class Ledger(Accounting, AdminSettings, EventClaims, Liveness, PaceLedger):
     """Every ledger operation is one `*_sync` method, one transaction, run on
     the store's database thread(s) (`await store.run(ledger.x_sync, ...)`)."""

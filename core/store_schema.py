@@ -123,12 +123,40 @@ def _v3_seen_events_by_age(dialect: str) -> list[str]:
     return [f"CREATE INDEX IF NOT EXISTS {index_name('seen_events', ('at',))} ON seen_events (at)"]
 
 
+# The account's rate limit, one budget for every process on the database
+# (core/ledger_pace.py): the images granted to model calls in the last window,
+# and what has been learned of the limit.
+IMAGE_GRANTS = Table(
+    "image_grants",
+    (("id", int), ("at", float), ("images", int), ("worker", str)),
+    pk=("id",),
+    indexes=(("at",),),
+    serial="id",
+)
+PACE = Table(
+    "pace",
+    (
+        ("name", str),  # one row: "openai"
+        ("images_per_minute", float),  # the learned limit
+        ("exact", int),  # 1 = read from OpenAI's own answer (a 429's message, a header), not guessed
+        ("paused_until", float),  # unix time: OpenAI said to wait (Retry-After) until then
+        ("updated_at", float),
+    ),
+    pk=("name",),
+)
+
+
+def _v6_pace(dialect: str) -> list[str]:
+    return [sql for table in (IMAGE_GRANTS, PACE) for sql in create_table_sql(table, dialect)]
+
+
 # (version, what it does, its statements for a dialect). Append only: a step
 # that has shipped is never edited.
 MIGRATIONS: tuple[tuple[int, str, Callable[[str], list[str]]], ...] = (
     (1, "the tables of release 0.1.0", _v1_release_schema),
     (2, "an index for finding a dead worker's jobs", _v2_jobs_by_owner),
     (3, "an index for pruning old event claims", _v3_seen_events_by_age),
+    (6, "the shared images-per-minute budget: recent grants and the learned limit", _v6_pace),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -188,6 +188,10 @@ def register_commands(tree: app_commands.CommandTree[discord.Client], adapter: "
     async def admin_budget(interaction: discord.Interaction, usd: app_commands.Range[float, 0, 100_000]) -> None:
         await adapter.on_admin_budget(interaction, usd)
 
+    @admin.command(name="pace", description="The images-per-minute pace (configured or learned) and the queue")
+    async def admin_pace(interaction: discord.Interaction) -> None:
+        await adapter.on_admin_pace(interaction)
+
     async def edit_menu(interaction: discord.Interaction, message: discord.Message) -> None:
         await adapter.on_edit_menu(interaction, message)
 

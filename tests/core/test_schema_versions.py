@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from core.store import Store, store_for
-from core.store_schema import SCHEMA_VERSION, TABLES
+from core.store_schema import MIGRATIONS, SCHEMA_VERSION, TABLES
 from core.store_schema import migrate as upgrade_schema
 from tests.conftest import MakeService, fresh_postgres_schema, postgres_or_skip
 from tests.core.scenario import member
@@ -61,7 +61,7 @@ async def test_a_release_database_is_upgraded_at_start_keeping_every_row(make_se
     after["workers"] = [w for w in after["workers"] if w["token"] != service.ledger.worker]  # our own heartbeat
     assert after == before
     versions = await service.store.run(lambda: service.store.query("SELECT version FROM schema_migrations ORDER BY version"))
-    assert [v["version"] for v in versions] == list(range(1, SCHEMA_VERSION + 1))
+    assert [v["version"] for v in versions] == [step[0] for step in MIGRATIONS]
     # And the upgraded ledger goes on working with what it holds.
     quota = await service.quota(member("U1"))
     assert quota.limit == 50  # the admin's override survived
