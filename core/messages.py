@@ -99,7 +99,7 @@ def rate_limited() -> str:
 
 def queue_timeout(waited_seconds: float, images_per_minute: float) -> str:
     return (
-        f"Your image waited {format_duration(timedelta(seconds=waited_seconds))} in line without its turn: the bot's "
+        f"Your image waited {_about(waited_seconds)} in line without its turn: the bot's "
         f"OpenAI account can make only {images_per_minute:g} images a minute, and many people are asking right now. "
         "Nothing was charged. Please try again later."
     )
@@ -252,7 +252,7 @@ def result_caption(result: ImageResult, *, mention: str) -> str:
 
 def _about(seconds: float) -> str:
     if seconds < 60:
-        return f"{max(5, round(seconds / 5) * 5)} s"
+        return f"{max(1, round(seconds))} s" if seconds < 10 else f"{round(seconds / 5) * 5} s"
     return format_duration(timedelta(seconds=seconds))
 
 

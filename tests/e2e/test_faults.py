@@ -28,11 +28,12 @@ from tests.e2e.conftest import (
 from tests.fakes.discord_server import FakeInteraction
 
 TIMEOUT_SECONDS = 2
-MAX_QUEUE_WAIT = 6
-# A configured pace (learning would take the fake's "Limit 5" at its word and
-# slow every other case down) and a short patience for a 429 that never ends.
+# A configured pace: learning would take the fake's "Limit 5" at its word and
+# slow every case down. The storm's 12 429s each ask for a pause of 1 s.
 FAULT_CONFIG = {"openai": {"timeout_seconds": TIMEOUT_SECONDS, "server_error_retries": 1, "images_per_minute": 1000,
-                           "max_queue_wait_seconds": MAX_QUEUE_WAIT}}
+                           "max_queue_wait_seconds": 120}}
+# A short patience for a 429 that never ends.
+ENDLESS_CONFIG = {"openai": {**FAULT_CONFIG["openai"], "max_queue_wait_seconds": 4}}
 
 
 @dataclass(frozen=True)
@@ -44,13 +45,16 @@ class Fault:
 
 
 FAULTS = [
-    # 429s are a schedule: back in line after each one, refunded and told only after max_queue_wait_seconds.
-    Fault("RATE_LIMIT", "images a minute", attempts=2, at_least=True),
     Fault("SERVER_ERROR", "isn't answering right now", attempts=2),
     Fault("NO_CREDIT", "out of credit", attempts=1),  # insufficient_quota: never retried
     Fault("SLOW:30", f"took longer than {TIMEOUT_SECONDS} seconds", attempts=1),  # timeouts: never retried (double billing)
     Fault("BLOCK_INPUT", "safety system blocked this prompt", attempts=1),
 ]
+
+
+# 429s are a schedule: back in line after each one (at its head: the other case
+# may never get a call in), refunded and told only after max_queue_wait_seconds.
+ENDLESS_429 = Fault("RATE_LIMIT", "images a minute", attempts=0, at_least=True)
 
 
 def assert_attempts(fault: Fault, made: int, prompt: str) -> None:
@@ -61,13 +65,12 @@ def requests_for(fakes: Fakes, prompt: str) -> list[Any]:
     return [r for r in fakes.openai.calls("/images/generations") if r.prompt == prompt]
 
 
-async def test_openai_errors_and_timeouts_get_one_private_answer_and_cost_nothing(
-    start_bot: StartBot, fakes: Fakes, slack_user: Callable[[str], SlackUser]
+async def one_private_answer_each(bot: Any, fakes: Fakes, slack_user: Callable[[str], SlackUser], faults: list[Fault], first: int
 ) -> None:
-    bot = await start_bot(config=FAULT_CONFIG)
+    """Each fault once on Slack and once on Discord, all at once: one private answer each, nothing charged."""
     slack_cases: list[tuple[Fault, SlackUser, str]] = []
     discord_cases: list[tuple[Fault, FakeInteraction, str, str]] = []
-    for i, fault in enumerate(FAULTS):
+    for i, fault in enumerate(faults, start=first):  # a user of their own per case
         u = slack_user(f"UFAULT{i}")
         prompt = f"{fault.trigger} slack case {i}"
         ack = await u.imagine(bot, prompt)
@@ -99,6 +102,13 @@ async def test_openai_errors_and_timeouts_get_one_private_answer_and_cost_nothin
         assert discord_outcomes(ix) == [f"private: {told}"] and discord_leftovers(ix) == [], ix.messages()
         assert_refunded(the_job(bot.db_path, discord_key(uid)))
         assert_attempts(fault, len(requests_for(fakes, prompt)), prompt)
+
+
+async def test_openai_errors_and_timeouts_get_one_private_answer_and_cost_nothing(
+    start_bot: StartBot, fakes: Fakes, slack_user: Callable[[str], SlackUser]
+) -> None:
+    bot = await start_bot(config=FAULT_CONFIG)
+    await one_private_answer_each(bot, fakes, slack_user, FAULTS, first=0)
 
     # -- a 429 storm: the next 12 model calls all answer rate_limit_exceeded, while 10
     # jobs arrive together. A 429 is a schedule, not a failure: every job goes back to
@@ -132,6 +142,18 @@ async def test_openai_errors_and_timeouts_get_one_private_answer_and_cost_nothin
         assert discord_leftovers(ix) == []
     assert sum(1 for r in fakes.openai.calls("/images/generations") if r.status == 429 and "storm" in (r.prompt or "")) == 12
 
+    assert_job_logs(bot.log_records(), read_jobs(bot.db_path))
+    assert await bot.terminate() == 0
+
+
+async def test_a_429_that_never_ends_is_refunded_and_told_after_the_maximum_wait(
+    start_bot: StartBot, fakes: Fakes, slack_user: Callable[[str], SlackUser]
+) -> None:
+    # A 429 holds the whole line (it is the account's limit), so this has a bot of its own.
+    bot = await start_bot(config=ENDLESS_CONFIG)
+    await one_private_answer_each(bot, fakes, slack_user, [ENDLESS_429], first=0)
+    endless = [r.status for r in fakes.openai.calls("/images/generations") if (r.prompt or "").startswith("RATE_LIMIT")]
+    assert len(endless) >= 2 and set(endless) == {429}, endless  # retried in line, never given up on before the wait
     assert_job_logs(bot.log_records(), read_jobs(bot.db_path))
     assert await bot.terminate() == 0
 
