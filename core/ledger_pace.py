@@ -41,6 +41,7 @@ class GrantDecision:
     seconds_per_image: float  # the pace: the window over the limit
     used: int  # images granted in the current window, this one included
     too_many: bool = False  # n is above a known limit: it can never be granted
+    grant_id: int | None = None  # the grant's row, taken back if OpenAI refuses the call
 
 
 @dataclass(frozen=True)
@@ -81,8 +82,9 @@ class PaceLedger(LedgerBase):
             grants = conn.execute("SELECT at, images FROM image_grants ORDER BY at, id").fetchall()
             used = sum(int(g[1]) for g in grants)
 
-            def decision(granted: bool, wait: float, too_many: bool = False) -> GrantDecision:
-                return GrantDecision(granted, max(0.0, wait), limit, known, per_image, used + (images if granted else 0), too_many)
+            def decision(granted: bool, wait: float, too_many: bool = False, grant_id: int | None = None) -> GrantDecision:
+                return GrantDecision(granted, max(0.0, wait), limit, known, per_image, used + (images if granted else 0),
+                                     too_many, grant_id)  # fmt: skip
 
             if known and images > limit:
                 return decision(False, 0.0, too_many=True)
@@ -101,18 +103,24 @@ class PaceLedger(LedgerBase):
             wait = max(waits)
             if wait > 0:
                 return decision(False, wait)
-            conn.execute("INSERT INTO image_grants (at, images, worker) VALUES (?, ?, ?)", (now, images, self.worker))
-            return decision(True, 0.0)
+            (grant_id,) = conn.execute(
+                "INSERT INTO image_grants (at, images, worker) VALUES (?, ?, ?) RETURNING id", (now, images, self.worker)
+            ).fetchone()
+            return decision(True, 0.0, grant_id=int(grant_id))
 
     def rate_limited_sync(
-        self, *, limit: int | None, retry_after: float | None, images: int, now: float | None = None
+        self, *, limit: int | None, retry_after: float | None, grant_id: int | None, now: float | None = None
     ) -> float:
-        """OpenAI answered 429 rate_limit_exceeded: learn its limit when it
-        said it (its message, a header), else halve the guess; pause every
-        process for as long as it asked. Returns the limit now believed."""
+        """OpenAI answered 429 rate_limit_exceeded: the call's grant is taken
+        back (a refused call made no images, and the API does not count it),
+        the limit learned when OpenAI said it (its message, a header), else
+        the guess halved; every process pauses for as long as it asked.
+        Returns the limit now believed."""
         now = time.time() if now is None else now
         with self.store.transaction() as conn:
             self.store.lock(conn, _LOCK)
+            if grant_id is not None:
+                conn.execute("DELETE FROM image_grants WHERE id = ?", (grant_id,))
             learned, exact, paused_until, _ = self._pace_row(conn, now)
             if limit:
                 learned, exact = float(limit), True

@@ -47,6 +47,7 @@ class Ticket:
     listener: PlaceListener | None = None
     waited: float = 0.0  # seconds in line so far, over every return after a 429
     rate_limited: int = 0  # 429s this job met
+    grant_id: int | None = None  # the budget's record of its current turn
     _future: asyncio.Future[None] | None = field(default=None, repr=False)
 
 
@@ -160,14 +161,17 @@ class Pacer:
             self._dispatcher = asyncio.create_task(self._dispatch(), name="imaginebot-pacer")
 
     def _announce(self) -> None:
-        """Everyone's place and estimated wait (the progress path coalesces)."""
+        """Everyone's place and estimated wait (the progress path coalesces).
+        The wait is estimated only from a known pace (configured, or read
+        from OpenAI): a guess still being learned would only mislead."""
         now = time.monotonic()
+        known = self.last is not None and self.last.exact
         per_image = self.last.seconds_per_image if self.last is not None else 0.0
         ahead = 0
         start = max(0.0, self._next_at - now)
         for position, ticket in enumerate(self._queue, start=1):
             if ticket.listener is not None:
-                estimate = start + ahead * per_image if self.last is not None else None
+                estimate = start + ahead * per_image if known else None
                 ticket.listener(position, estimate)
             ahead += ticket.images
 
@@ -203,6 +207,7 @@ class Pacer:
             if future.done():
                 continue  # gave up while the grant was written: it goes unused
             self.active += 1
+            head.grant_id = decision.grant_id
             future.set_result(None)
             self._next_at = time.monotonic() + decision.seconds_per_image * head.images if decision.exact else 0.0
             self._announce()

@@ -341,7 +341,7 @@ class ImageService:
         self.pacer.put_back(ticket, pause)
         try:
             limit = await self.store.run(
-                lambda: self.ledger.rate_limited_sync(limit=e.limit, retry_after=pause, images=ticket.images)
+                lambda: self.ledger.rate_limited_sync(limit=e.limit, retry_after=pause, grant_id=ticket.grant_id)
             )
         except DATABASE_FAULTS as fault:  # the job still goes back in line; the budget learns next time
             log.warning("job %s: a 429 could not be recorded in the pace: %s", job_id, fault)

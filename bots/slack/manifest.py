@@ -58,7 +58,7 @@ def manifest_data(request_url: str | None) -> dict[str, Any]:
             "command": COMMAND_ADMIN,
             **with_url,
             "description": "Limits and budget (workspace admins)",
-            "usage_hint": "limit @someone 20 | reset @someone | budget 25",
+            "usage_hint": "limit @someone 20 | reset @someone | budget 25 | pace",
             "should_escape": True,
         },
     ]

@@ -285,3 +285,13 @@ def test_a_429_message_and_headers_are_read() -> None:
     info = from_headers({"x-ratelimit-limit-images": "5", "x-ratelimit-remaining-images": "0", "x-ratelimit-reset-images": "250ms"})
     assert (info.limit, info.remaining, info.retry_after) == (5, 0, 0.25)
     assert [parse_duration(t) for t in ("6s", "1m30s", "0.5", "soon")] == [6.0, 90.0, 0.5, None]
+
+
+def test_the_wait_is_shown_in_words() -> None:
+    from core.messages import progress_text
+
+    queued = Progress(job_id="j", state="queued", position=4, elapsed_seconds=3.0, wait_seconds=95.0)
+    assert progress_text(queued) == "Waiting in line — position 4… (about 2 min)"
+    soon = Progress(job_id="j", state="queued", position=1, elapsed_seconds=3.0, wait_seconds=22.0)
+    assert progress_text(soon) == "Waiting for a free slot — you're next… (about 20 s)"
+    assert progress_text(Progress(job_id="j", state="queued", position=2, elapsed_seconds=0.0)) == "Waiting in line — position 2…"
