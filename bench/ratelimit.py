@@ -115,8 +115,15 @@ async def one_run(name: str, args: argparse.Namespace, images_per_minute: int, d
         pace = await service.pace()
         await service.close()
 
-    firsts = [i for i, (_, job) in enumerate(order) if job == 0]
-    seconds_early = sum(1 for _, job in order[: firsts[-1]] if job == 1) if firsts else 0
+    # A member's first image is whichever of their jobs got its turn first
+    # (on PostgreSQL their reservations may land in either order).
+    seen: set[str] = set()
+    nth = []
+    for user, _ in order:
+        nth.append(user in seen)
+        seen.add(user)
+    last_first = max((i for i, again in enumerate(nth) if not again), default=0)
+    seconds_early = sum(1 for again in nth[:last_first] if again)
     first_refusal = mode.refused[0][0] if mode.refused else None
     learned_at = 0.0
     if images_per_minute or first_refusal is None:
@@ -187,7 +194,7 @@ async def main() -> None:
         for name, ipm in (("configured", args.limit), ("learned", 0)):
             if args.only and args.only != name:
                 continue
-            db = str(Path(tmp) / f"{name}.db") if args.db == "sqlite" else args.db
+            db = str(Path(tmp) / f"{name}.db") if args.db == "sqlite" else args.db  # on PostgreSQL: --only, one run per empty database
             runs.append(await one_run(name, args, ipm, db))
     report(runs, args)
 

@@ -99,6 +99,7 @@ class Pacer:
         others are waiting, this is evidence the account allows more."""
         if self._queue and self.last is not None and not self.last.exact:
             self._grow_by += ticket.images
+            self._kick()  # a larger budget may have room now: ask again without waiting out the window
 
     def put_back(self, ticket: Ticket, pause: float) -> None:
         """After a 429: the next turn is this job's, ahead of everyone, once
@@ -242,5 +243,5 @@ class Pacer:
             self._wake.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=left)
-            if self._queue.peek() is not head:
+            if self._queue.peek() is not head or self._grow_by:
                 return
