@@ -30,7 +30,7 @@ Figures:
 
 Usage:
     .venv/bin/python bench/ratelimit.py [--users 50] [--jobs 2] [--limit 20] [--window 6] [--latency 0.3]
-        [--db sqlite|postgresql://…] [--only configured|learned]
+        [--db sqlite|postgresql://…] [--only configured|learned] [--core-from /path/to/other/checkout]
 """
 
 from __future__ import annotations
@@ -48,12 +48,18 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.fakes.openai_server import FakeOpenAI  # noqa: E402  (always this tree's fake: it has the rate-limit mode)
+
+# --core-from DIR: the bot's core from another checkout (e.g. before pacing),
+# against the same fake. Read before anything imports core.
+if "--core-from" in sys.argv:
+    sys.path.insert(0, str(Path(sys.argv[sys.argv.index("--core-from") + 1]).resolve()))
+
 from core.config import config_from_mapping  # noqa: E402
 from core.errors import ImagineError  # noqa: E402
 from core.models import ImageOptions, Requester  # noqa: E402
 from core.provider import OpenAIProvider, make_client  # noqa: E402
 from core.service import ImageService  # noqa: E402
-from tests.fakes.openai_server import FakeOpenAI  # noqa: E402
 
 
 @dataclass
@@ -76,6 +82,8 @@ class Run:
 def windows_mean(admitted: list[tuple[float, int]], window: float, since: float = 0.0) -> float:
     """Mean images per window over the windows that start at an admission
     (from `since` on) and end before the last admission (the backlog still exists)."""
+    if not admitted:
+        return float("nan")
     last = admitted[-1][0]
     counts = [
         sum(n for at, n in admitted if start <= at < start + window)
@@ -88,9 +96,9 @@ def windows_mean(admitted: list[tuple[float, int]], window: float, since: float 
 async def one_run(name: str, args: argparse.Namespace, images_per_minute: int, db: str) -> Run:
     async with FakeOpenAI(latency=args.latency) as fake:
         mode = fake.limit_rate(args.limit, args.window)
+        paced = {"images_per_minute": images_per_minute, "rate_window_seconds": args.window, "max_queue_wait_seconds": 600}
         config = config_from_mapping({
-            "openai": {"images_per_minute": images_per_minute, "rate_window_seconds": args.window,
-                       "max_concurrent_calls": 16, "max_queue_wait_seconds": 600},
+            "openai": {"max_concurrent_calls": 16, **({} if args.core_from else paced)},
             "limits": {"daily_images_per_user": 100, "max_jobs_in_flight_per_user": args.jobs},
         })  # fmt: skip
         client = make_client("sk-bench", base_url=fake.base_url, timeout_seconds=60)
@@ -112,7 +120,7 @@ async def one_run(name: str, args: argparse.Namespace, images_per_minute: int, d
 
         await asyncio.gather(*(one(u, j) for u in range(args.users) for j in range(args.jobs)))
         seconds = time.monotonic() - started
-        pace = await service.pace()
+        pace = await service.pace() if hasattr(service, "pace") else None
         await service.close()
 
     # A member's first image is whichever of their jobs got its turn first
@@ -126,7 +134,7 @@ async def one_run(name: str, args: argparse.Namespace, images_per_minute: int, d
     seconds_early = sum(1 for again in nth[:last_first] if again)
     first_refusal = mode.refused[0][0] if mode.refused else None
     learned_at = 0.0
-    if images_per_minute or first_refusal is None:
+    if images_per_minute or first_refusal is None or args.core_from:
         after, calls_after = len(mode.refused), len(mode.admitted) + len(mode.refused)
     else:
         learned_at = first_refusal + args.window / 2
@@ -144,7 +152,7 @@ async def one_run(name: str, args: argparse.Namespace, images_per_minute: int, d
         refused=len(mode.refused),
         refused_after_learning=after,
         calls_after_learning=calls_after,
-        learned=pace.images_per_minute,
+        learned=pace.images_per_minute if pace is not None else float("nan"),
         seconds=seconds,
     )
 
@@ -162,10 +170,13 @@ def report(runs: list[Run], args: argparse.Namespace) -> None:
     row("pace while backlogged (of limit)", lambda r: f"{100 * r.pace_share:.1f} %")
     row("  the same, once learned", lambda r: f"{100 * r.pace_share_learned:.1f} %")
     row("limit at the end (per window)", lambda r: f"{r.learned:g}")
-    row("first-image wait: longest", lambda r: f"{r.first_waits[-1]:.2f} s ({r.first_waits[-1] / args.window:.2f} windows)")
-    row("first-image wait: median", lambda r: f"{statistics.median(r.first_waits):.2f} s")
-    row("first-image wait: shortest", lambda r: f"{r.first_waits[0]:.3f} s")
-    row("longest / shortest", lambda r: f"{r.first_waits[-1] / max(r.first_waits[0], 1e-9):.0f}x")
+    def waits(fmt: Any) -> Any:
+        return lambda r: fmt(r) if r.first_waits else "-"
+
+    row("first-image wait: longest", waits(lambda r: f"{r.first_waits[-1]:.2f} s ({r.first_waits[-1] / args.window:.2f} windows)"))
+    row("first-image wait: median", waits(lambda r: f"{statistics.median(r.first_waits):.2f} s"))
+    row("first-image wait: shortest", waits(lambda r: f"{r.first_waits[0]:.3f} s"))
+    row("longest / shortest", waits(lambda r: f"{r.first_waits[-1] / max(r.first_waits[0], 1e-9):.0f}x"))
     row("second images before the last first", lambda r: str(r.seconds_before_last_first))
     row("429s, all", lambda r: str(r.refused))
     row("429s after learning / calls then", lambda r: f"{r.refused_after_learning}/{r.calls_after_learning} "
@@ -188,13 +199,16 @@ async def main() -> None:
     p.add_argument("--latency", type=float, default=0.3, help="seconds each model call takes at the fake")
     p.add_argument("--db", default="sqlite", help="sqlite (a temporary file) or a postgresql:// URL (use an empty database)")
     p.add_argument("--only", choices=("configured", "learned"))
+    p.add_argument("--core-from", help="run the core of another checkout (one run: it knows no pacing keys)")
     args = p.parse_args()
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, ipm in (("configured", args.limit), ("learned", 0)):
-            if args.only and args.only != name:
+            if args.core_from:
+                name = f"core of {args.core_from}"
+            if (args.only and args.only != name) or (args.core_from and ipm == 0):
                 continue
-            db = str(Path(tmp) / f"{name}.db") if args.db == "sqlite" else args.db  # on PostgreSQL: --only, one run per empty database
+            db = str(Path(tmp) / f"{ipm}.db") if args.db == "sqlite" else args.db  # on PostgreSQL: --only, one run per empty database
             runs.append(await one_run(name, args, ipm, db))
     report(runs, args)
 
