@@ -101,6 +101,11 @@ class Pacer:
             self._grow_by += ticket.images
             self._kick()  # a larger budget may have room now: ask again without waiting out the window
 
+    def would_learn(self, limit: int) -> bool:
+        """Whether a limit OpenAI named is news to the budget (else not worth a write)."""
+        last = self.last
+        return last is None or not last.exact or last.images_per_minute != limit
+
     def put_back(self, ticket: Ticket, pause: float) -> None:
         """After a 429: the next turn is this job's, ahead of everyone, once
         the pause OpenAI asked for is over (the shared budget pauses the

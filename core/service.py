@@ -330,7 +330,7 @@ class ImageService:
                         raise
                     model_seconds = time.monotonic() - called
             self.pacer.succeeded(ticket)
-            if result.limit_seen:
+            if result.limit_seen and self.pacer.would_learn(result.limit_seen):  # only news costs a write
                 with contextlib.suppress(*DATABASE_FAULTS):
                     await self.store.run(self.ledger.limit_seen_sync, result.limit_seen)
             return replace(result, attempts=result.attempts + attempts), model_seconds
