@@ -12,6 +12,7 @@ ledger and the users saw.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -89,6 +90,28 @@ async def test_a_backlog_three_times_the_limit_completes_with_no_failure_and_no_
     rows = await job_rows(service)
     assert sorted(r["status"] for r in rows) == ["succeeded"] * 12 and all(r["units"] == 1.0 for r in rows)
     assert sum(1 for p in told.values() if any(e.state == "queued" and e.wait_seconds for e in p.progress)) > 0
+
+
+async def test_a_tier_2_burst_of_100_from_50_members_completes_at_the_pace_in_round_robin_order(
+    make_service: MakeService, fake_openai: FakeOpenAI
+) -> None:
+    """The issue's "done when", with time scaled: 20 images per 2-second window
+    stands for tier 2's 20 a minute."""
+    window = fake_openai.limit_rate(20, 2.0)
+    service = await make_service(openai=paced(20, 2.0), limits={"daily_images_per_user": 10, "max_jobs_in_flight_per_user": 2})
+    asks = [(member(user=f"M{u:02}"), f"M{u:02} job {j}") for u in range(50) for j in range(2)]  # each member's two together
+    async with contextlib.AsyncExitStack() as held:
+        for _ in range(16):  # every model slot taken while the burst queues, so the order is the line's alone
+            await held.enter_async_context(service.pacer.slot())
+        burst = asyncio.ensure_future(run_all(service, asks))
+        await until(lambda: service.pacer.waiting == 100, "the whole burst is in line")
+    outcomes = await burst
+
+    assert not [o.user_message for o in outcomes.values() if isinstance(o, ImagineError)]  # nobody told "busy"
+    calls = prompts_in_call_order(fake_openai)
+    assert len(calls) == 100
+    assert [c.split()[-1] for c in calls] == ["0"] * 50 + ["1"] * 50  # every first image before any second
+    assert window.most_in_any_window() <= 20 and len(window.refused) <= 1, window.refused
 
 
 async def test_every_users_first_image_comes_before_anyones_third(make_service: MakeService, fake_openai: FakeOpenAI) -> None:
