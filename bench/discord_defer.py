@@ -66,7 +66,7 @@ async def run_bot(
 
     config = config_from_mapping(
         {
-            "openai": {"max_concurrent_calls": slots, "timeout_seconds": 120},
+            "openai": {"max_concurrent_calls": slots, "timeout_seconds": 120, "images_per_minute": 1_000_000},
             "limits": {"daily_images_per_user": 1000},
             "server": {"max_background_tasks": 5000},
         },

@@ -84,7 +84,8 @@ async def run(rounds: int, calls: int, latency: float) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             # Limits out of the way: this measures the path, not a refusal.
             config = config_from_mapping(
-                {"limits": {"daily_images_per_user": 1_000_000_000, "max_jobs_in_flight_per_user": 1_000}}
+                {"limits": {"daily_images_per_user": 1_000_000_000, "max_jobs_in_flight_per_user": 1_000},
+                 "openai": {"images_per_minute": 1_000_000}}
             )
             provider = OpenAIProvider(
                 make_client(API_KEY, base_url=fake.base_url, timeout_seconds=config.openai.timeout_seconds), config

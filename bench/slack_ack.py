@@ -347,7 +347,7 @@ async def scenario_in_flight(args: argparse.Namespace, tmp: str) -> None:
     probe_count = args.probes or int((args.latency + 3) / args.interval)
     slots = args.model_slots or (args.jobs + probe_count) * 2
     overrides = {
-        "openai": {"max_concurrent_calls": slots, "timeout_seconds": 120},
+        "openai": {"max_concurrent_calls": slots, "timeout_seconds": 120, "images_per_minute": 1_000_000},
         "limits": {"daily_images_per_user": 1000},
         "server": {"max_background_tasks": (args.jobs + probe_count) * 4},
     }
@@ -394,7 +394,7 @@ async def scenario_in_flight(args: argparse.Namespace, tmp: str) -> None:
 
 async def scenario_flood(args: argparse.Namespace, tmp: str) -> None:
     overrides = {
-        "openai": {"max_concurrent_calls": 400, "timeout_seconds": 120},
+        "openai": {"max_concurrent_calls": 400, "timeout_seconds": 120, "images_per_minute": 1_000_000},
         "limits": {"daily_images_per_user": args.daily_limit, "max_jobs_in_flight_per_user": 10},
         "server": {"max_background_tasks": 2000},
     }

@@ -185,6 +185,7 @@ def bot_env(args: argparse.Namespace, fakes: Fakes, workdir: Path) -> dict[str, 
             [
                 "[openai]",
                 f"max_concurrent_calls = {in_flight}",
+                "images_per_minute = 1000000",
                 "timeout_seconds = 120",
                 "[limits]",
                 "daily_images_per_user = 1000000",

@@ -102,8 +102,18 @@ class OpenAIConfig:
     allowed_models: tuple[str, ...] = ("gpt-image-2",)  # what `--model` may pick
     timeout_seconds: float = 300.0
     max_concurrent_calls: int = 4
-    rate_limit_retries: int = 3  # 429 rate_limit_exceeded only, honouring Retry-After
-    max_retry_wait_seconds: float = 60.0  # a Retry-After longer than this is not waited for
+    # The account's images per minute (tier 1: 5, tier 2: 20, ...); 0 = learn it
+    # from 429s and rate-limit headers. Model calls are paced to it (core/pacer.py).
+    images_per_minute: int = 0
+    # A job still waiting for its turn after this long is refunded and its user told why.
+    max_queue_wait_seconds: float = 600.0
+    # The length of OpenAI's rate-limit window. Only tests and benchmarks change it
+    # (to scale time down); the API's window is a minute.
+    rate_window_seconds: float = 60.0
+    # No longer used: a 429 rate_limit_exceeded is not retried in place any
+    # more, the job waits in the paced queue. Kept so older configs still load.
+    rate_limit_retries: int = 3
+    max_retry_wait_seconds: float = 60.0
     server_error_retries: int = 1  # 5xx / connection refused; never timeouts (could bill twice)
     moderation: str = "auto"  # "auto" or "low": the API's moderation strictness
 
@@ -313,6 +323,8 @@ def _check_semantics(cfg: Config) -> None:
     positive = {
         "openai.timeout_seconds": cfg.openai.timeout_seconds,
         "openai.max_concurrent_calls": cfg.openai.max_concurrent_calls,
+        "openai.max_queue_wait_seconds": cfg.openai.max_queue_wait_seconds,
+        "openai.rate_window_seconds": cfg.openai.rate_window_seconds,
         "limits.max_images_per_request": cfg.limits.max_images_per_request,
         "limits.max_jobs_in_flight_per_user": cfg.limits.max_jobs_in_flight_per_user,
         "limits.policy_blocks_before_cooldown": cfg.limits.policy_blocks_before_cooldown,
@@ -324,6 +336,7 @@ def _check_semantics(cfg: Config) -> None:
         if v <= 0:
             raise ConfigError(f"{src}: '{key}' must be greater than 0, got {v}.")
     non_negative = {
+        "openai.images_per_minute": cfg.openai.images_per_minute,
         "limits.daily_images_per_user": cfg.limits.daily_images_per_user,
         "limits.daily_budget_usd_per_workspace": cfg.limits.daily_budget_usd_per_workspace,
         "limits.daily_budget_usd_total": cfg.limits.daily_budget_usd_total,

@@ -109,7 +109,34 @@ class ProviderError(ImagineError):
 
 
 class RateLimited(ProviderError):
+    """429 rate_limit_exceeded: the account's images per minute. Not a
+    failure for the user: the service puts the job back at the head of the
+    paced queue (core/pacer.py). `limit` and `retry_after` are what OpenAI
+    said, when it did."""
+
     code = "rate_limited"
+
+    def __init__(
+        self, user_message: str, *, limit: int | None = None, retry_after: float | None = None, job_id: str | None = None
+    ) -> None:
+        super().__init__(user_message, job_id=job_id)
+        self.limit = limit
+        self.retry_after = retry_after
+
+
+class QueueTimeout(ProviderError):
+    """A job waited `openai.max_queue_wait_seconds` for its turn under the
+    account's per-minute limit: refunded, its user told why."""
+
+    code = "queue_timeout"
+
+
+class TooManyForPace(ProviderError):
+    """More images in one request than the account may make in a minute:
+    it could never be granted."""
+
+    code = "above_rate_limit"
+    retryable = False
 
 
 class OutOfCredit(ProviderError):

@@ -8,6 +8,7 @@ module per concern:
 - core/ledger_liveness.py: heartbeats and recovery of a dead process's jobs;
 - core/ledger_relax.py: relax mode's jobs and Batch API batches, delivered once;
 - core/ledger_results.py: edit inputs and result messages (buttons, history);
+- core/ledger_pace.py: the account's images-per-minute budget, shared by every process;
 - core/ledger_status.py: the job status machine they all obey.
 """
 
@@ -20,10 +21,11 @@ from core.ledger_events import EventClaims
 from core.ledger_liveness import Liveness
 from core.ledger_relax import RelaxLedger
 from core.ledger_results import Results
+from core.ledger_pace import PaceLedger
 
 __all__ = ["BEATS_PER_TIMEOUT", "Clock", "Ledger", "Reservation", "new_job_id", "utc_now"]
 
 
-class Ledger(Accounting, AdminSettings, EventClaims, Liveness, RelaxLedger, Results):
+class Ledger(Accounting, AdminSettings, EventClaims, Liveness, PaceLedger, RelaxLedger, Results):
     """Every ledger operation is one `*_sync` method, one transaction, run on
     the store's database thread(s) (`await store.run(ledger.x_sync, ...)`)."""

@@ -97,6 +97,41 @@ def rate_limited() -> str:
     return "The image service is busy right now (too many images per minute). Nothing was charged. Please try again in a minute."
 
 
+def queue_timeout(waited_seconds: float, images_per_minute: float) -> str:
+    return (
+        f"Your image waited {_about(waited_seconds)} in line without its turn: the bot's "
+        f"OpenAI account can make only {images_per_minute:g} images a minute, and many people are asking right now. "
+        "Nothing was charged. Please try again later."
+    )
+
+
+def above_rate_limit(n: int, images_per_minute: float) -> str:
+    return (
+        f"This request asks for {_images(n)} at once, but the bot's OpenAI account can make only "
+        f"{_images(images_per_minute)} a minute. Ask for {images_per_minute:g} or fewer. Nothing was charged."
+    )
+
+
+def pace_text(
+    images_per_minute: float, *, configured: bool, exact: bool, used: int, waiting: int, running: int, paused_for: float
+) -> str:
+    """What an admin sees of the pace (`/imagine-admin pace`)."""
+    if configured:
+        how = "as configured ([openai] images_per_minute)"
+    elif exact:
+        how = "learned from OpenAI's own answers"
+    else:
+        how = "a guess that grows while calls succeed (learning; [openai] images_per_minute = 0)"
+    lines = [
+        f"Pace: {images_per_minute:g} images a minute, {how}.",
+        f"Used in the last minute: {_images(used)}.",
+        f"Here: {waiting} job" + ("" if waiting == 1 else "s") + f" waiting in line, {running} running.",
+    ]
+    if paused_for > 0:
+        lines.append(f"OpenAI asked for a pause: calls resume in {paused_for:.0f} s.")
+    return "\n".join(lines)
+
+
 def out_of_credit() -> str:
     return (
         "The bot's OpenAI account is out of credit, so no images can be made. Nothing was charged. "
@@ -215,8 +250,17 @@ def result_caption(result: ImageResult, *, mention: str) -> str:
     return f"{mention} {verb}: “{result.prompt}”\n{result.options.describe()}"
 
 
+def _about(seconds: float) -> str:
+    if seconds < 60:
+        return f"{max(1, round(seconds))} s" if seconds < 10 else f"{round(seconds / 5) * 5} s"
+    return format_duration(timedelta(seconds=seconds))
+
+
 def progress_text(progress: Progress) -> str:
     if progress.state == "queued":
         pos = progress.position or 1
-        return "Waiting for a free slot — you're next…" if pos == 1 else f"Waiting in line — position {pos}…"
+        text = "Waiting for a free slot — you're next…" if pos == 1 else f"Waiting in line — position {pos}…"
+        if progress.wait_seconds is not None and progress.wait_seconds >= 1:
+            text += f" (about {_about(progress.wait_seconds)})"
+        return text
     return f"Generating… {int(progress.elapsed_seconds)} s"

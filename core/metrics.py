@@ -8,6 +8,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 # Image calls take seconds to minutes; acks must stay far below 3 s.
 _MODEL_BUCKETS = (1, 2.5, 5, 10, 20, 30, 45, 60, 90, 120, 180, 300, float("inf"))
+_QUEUE_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 900, float("inf"))
 _ACK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, float("inf"))
 
 
@@ -23,7 +24,17 @@ class Metrics:
         self.policy_blocks = Counter(
             "imaginebot_policy_blocks_total", "Requests blocked by OpenAI's safety system.", ["platform", "stage"], registry=r
         )
-        self.queue_length = Gauge("imaginebot_queue_length", "Jobs waiting for a model slot.", registry=r)
+        self.queue_length = Gauge("imaginebot_queue_length", "Jobs waiting for a model slot or the per-minute budget.", registry=r)
+        self.images_per_minute = Gauge(
+            "imaginebot_images_per_minute", "The account's images-per-minute budget model calls are paced to.", registry=r
+        )
+        self.queue_wait = Histogram(
+            "imaginebot_queue_wait_seconds", "Time a job waited in line for its turn.", buckets=_QUEUE_BUCKETS, registry=r
+        )
+        self.rate_limited = Counter(
+            "imaginebot_rate_limited_total", "429 rate_limit_exceeded answers (each job went back to the head of the line).",
+            registry=r,
+        )
         self.in_flight = Gauge("imaginebot_model_calls_in_flight", "Model calls running now.", registry=r)
         self.model_days_left = Gauge(
             "imaginebot_model_days_left",

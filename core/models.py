@@ -137,9 +137,29 @@ class Progress:
     state: Literal["queued", "running"]
     position: int | None  # 1 = next to run; None while running
     elapsed_seconds: float
+    wait_seconds: float | None = None  # while queued: the estimated wait, when known
 
 
 ProgressCallback = Callable[[Progress], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class PaceReport:
+    """What an admin sees of the pace (`/imagine-admin pace`, /metrics)."""
+
+    images_per_minute: float  # the budget model calls are paced to
+    configured: bool  # [openai] images_per_minute set, not learned
+    exact: bool  # configured, or read from OpenAI's own answer
+    used: int  # images granted in the current minute, across every process
+    paused_for: float  # seconds OpenAI asked us to wait, still to go
+    waiting: int  # jobs in line in this process
+    running: int  # model calls running in this process
+
+    def text(self) -> str:
+        from core.messages import pace_text  # core.messages imports this module
+
+        return pace_text(self.images_per_minute, configured=self.configured, exact=self.exact, used=self.used,
+                         waiting=self.waiting, running=self.running, paused_for=self.paused_for)  # fmt: skip
 
 
 @dataclass(frozen=True)

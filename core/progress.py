@@ -28,15 +28,17 @@ class ProgressReporter:
         self.started = started
         self.state: str = "queued"
         self.position: int | None = None
+        self.wait_seconds: float | None = None
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    def queued(self, position: int) -> None:
-        self.position = position
+    def queued(self, position: int, wait_seconds: float | None = None) -> None:
+        """In line (again, after a 429): its place and estimated wait."""
+        self.state, self.position, self.wait_seconds = "queued", position, wait_seconds
         self._poke()
 
     def running(self) -> None:
-        self.state, self.position = "running", None
+        self.state, self.position, self.wait_seconds = "running", None, None
         self._poke()
 
     def _poke(self) -> None:
@@ -67,6 +69,7 @@ class ProgressReporter:
                 state="running" if self.state == "running" else "queued",
                 position=self.position,
                 elapsed_seconds=time.monotonic() - self.started,
+                wait_seconds=self.wait_seconds,
             )
             try:
                 await self.callback(progress)

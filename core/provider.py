@@ -3,8 +3,10 @@
 Every SDK failure becomes one of the core's errors here, in one place, with
 text a user can read. The SDK's own retries are off (`max_retries=0`): it
 would retry timeouts too, and a retried timeout can be billed twice. We retry
-only what is safe: 429 rate limits (honouring Retry-After) and 5xx/connection
-failures, a bounded number of times.
+only what is safe: 5xx/connection failures, a bounded number of times. A 429
+rate_limit_exceeded is not retried here: it goes back to the service as
+RateLimited, with what OpenAI said of its limit, and the job waits its turn
+in the paced queue (core/pacer.py).
 """
 
 from __future__ import annotations
@@ -12,8 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Awaitable, Callable, Coroutine, Protocol, Sequence, TypeVar
 
 import openai
@@ -34,6 +35,7 @@ from core.errors import (
 )
 from core.loop_thread import LoopThread
 from core.models import ImageOptions, InputImage, Usage
+from core.rate_limits import from_headers, from_rate_limit_error
 
 T = TypeVar("T")
 
@@ -47,6 +49,7 @@ class ProviderResult:
     model: str
     attempts: int
     output_format: str
+    limit_seen: int | None = None  # images per minute, when the answer's headers said
 
 
 @dataclass(frozen=True)
@@ -127,7 +130,7 @@ class OpenAIProvider:
 
     async def generate(self, *, model: str, prompt: str, options: ImageOptions, user_tag: str) -> ProviderResult:
         params = self._common_params(model, prompt, options, user_tag)
-        return await self._on_thread(self._call(model, options, lambda: self.client.images.generate(**params)))
+        return await self._on_thread(self._call(model, options, lambda: self.client.images.with_raw_response.generate(**params)))
 
     async def edit(
         self,
@@ -145,7 +148,7 @@ class OpenAIProvider:
         params["image"] = [(im.filename, im.data, im.mime) for im in images]
         if mask is not None:
             params["mask"] = (mask.filename, mask.data, mask.mime)
-        return await self._on_thread(self._call(model, options, lambda: self.client.images.edit(**params)))
+        return await self._on_thread(self._call(model, options, lambda: self.client.images.with_raw_response.edit(**params)))
 
     async def check_model(self, model: str) -> str | None:
         """Cheap access check (no image is made): the model's `shutdown_date`
@@ -235,31 +238,25 @@ class OpenAIProvider:
 
     async def _call(self, model: str, options: ImageOptions, call: Callable[[], Awaitable[Any]]) -> ProviderResult:
         cfg = self.config.openai
-        rate_retries = server_retries = 0
+        server_retries = 0
         attempts = 0
         while True:
             attempts += 1
             try:
-                response = await call()
+                raw = await call()
             except openai.APIError as e:
                 error = translate(e, timeout_seconds=cfg.timeout_seconds)
                 if isinstance(e, openai.NotFoundError):
                     error = self._shut_down(model, options)
                 error.attempts = attempts
-                if isinstance(error, RateLimited) and rate_retries < cfg.rate_limit_retries:
-                    wait = _retry_after(e)
-                    if wait is None:
-                        wait = min(cfg.max_retry_wait_seconds, 2.0 ** (rate_retries + 1)) * (0.5 + random.random() / 2)
-                    if wait <= cfg.max_retry_wait_seconds:
-                        rate_retries += 1
-                        await self._sleep(wait)
-                        continue
                 if isinstance(error, ServiceUnavailable) and server_retries < cfg.server_error_retries:
                     server_retries += 1
                     await self._sleep(1.0 * server_retries)
                     continue
                 raise error from None
-            return _result(response, model, options, attempts)
+            result = _result(raw.parse(), model, options, attempts)
+            limit = from_headers(raw.headers).limit
+            return replace(result, limit_seen=limit) if limit else result
 
 
 def _batch_status(batch: Any) -> BatchStatus:
@@ -330,21 +327,6 @@ def _usage(u: Any) -> Usage:
     )
 
 
-def _retry_after(e: openai.APIError) -> float | None:
-    response = getattr(e, "response", None)
-    if response is None:
-        return None
-    for header, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = response.headers.get(header)
-        if value is None:
-            continue
-        try:
-            return max(0.0, float(value) / divisor)
-        except ValueError:
-            continue
-    return None
-
-
 def _body(e: openai.APIError) -> dict[str, Any]:
     return e.body if isinstance(e.body, dict) else {}
 
@@ -390,7 +372,10 @@ def _translate(e: openai.APIError, *, timeout_seconds: float) -> ProviderError |
     if isinstance(e, openai.RateLimitError):
         if code == "insufficient_quota" or _body(e).get("type") == "insufficient_quota":
             return OutOfCredit(messages.out_of_credit())
-        return RateLimited(messages.rate_limited())
+        response = getattr(e, "response", None)
+        headers = response.headers if response is not None else {}
+        info = from_rate_limit_error(headers, str(_body(e).get("message") or ""))
+        return RateLimited(messages.rate_limited(), limit=info.limit, retry_after=info.retry_after)
     if isinstance(e, (openai.AuthenticationError, openai.PermissionDeniedError)):
         verify = "verif" in str(_body(e).get("message", "")).lower()
         return NotAllowed(messages.not_allowed(verification=verify))

@@ -1,8 +1,10 @@
 """ImageService: the one entry point the adapters and the CLI call.
 
 Every job follows the same path: check the input (nothing spent yet) →
-reserve quota and budget atomically → wait for a model slot in a fair queue →
-call the model → settle from the response's usage, or refund. Whatever
+reserve quota and budget atomically → wait in the fair, paced line for a model
+slot and the account's images-per-minute budget (a 429 puts the job back at
+the head of the line) → call the model → settle from the response's usage,
+or refund. Whatever
 happens after the reservation — an error, a policy block, a cancelled task —
 ends in exactly one of settle or refund.
 """
@@ -29,13 +31,14 @@ from core.errors import (
     NotPermitted,
     PolicyBlocked,
     ProviderError,
+    RateLimited,
     ShuttingDown,
 )
 from core.images import MAX_INPUT_IMAGES, check_edit_inputs
 from core.ledger import Clock, Ledger, Reservation, new_job_id, utc_now
 from core.ledger_writes import LedgerWrites
 from core.metrics import Metrics
-from core.model_slots import ModelSlots
+from core.pacer import Pacer, Ticket
 from core.models import (
     GeneratedImage,
     ImageOptions,
@@ -43,6 +46,7 @@ from core.models import (
     InputImage,
     InterruptedJob,
     JobKind,
+    PaceReport,
     JobRecord,
     Progress,
     ProgressCallback,
@@ -91,8 +95,14 @@ class ImageService:
         self.ledger_writes = LedgerWrites(store)
         self.results = ResultBook(config, store, self.ledger)  # buttons under results, history
         self.metrics = metrics or Metrics()
-        self.slots = ModelSlots(config.openai.max_concurrent_calls)
-        self.metrics.queue_length.set_function(lambda: self.slots.waiting)
+        self.pacer = Pacer(
+            lambda images, grow_by: self.store.run(lambda: self.ledger.grant_images_sync(images, grow_by=grow_by)),
+            capacity=config.openai.max_concurrent_calls,
+            max_wait_seconds=config.openai.max_queue_wait_seconds,
+        )
+        self.pacer.on_wait = self.metrics.queue_wait.observe
+        self.metrics.queue_length.set_function(lambda: self.pacer.waiting)
+        self.metrics.images_per_minute.set_function(lambda: self.pacer.images_per_minute)
         self.progress_interval = progress_interval
         self._closing = False
         self._closed = False
@@ -216,16 +226,10 @@ class ImageService:
         started = time.monotonic()
         reporter = ProgressReporter(job_id, progress, interval=self.progress_interval, started=started)
         try:
-            async with self.slots.slot(reporter.queued):
-                reporter.running()
-                queued_for, started_at = time.monotonic() - started, self.ledger.clock().timestamp()
-                await self.ledger_writes.write(
-                    job_id, "start time", lambda: self.ledger.mark_started_sync(job_id, queued_for, started_at)
-                )
-                with self.metrics.in_flight.track_inprogress():
-                    called = time.monotonic()
-                    result = await self._call_model(kind, model, prompt, options, inputs, mask, requester)
-                    model_seconds = time.monotonic() - called
+            result, model_seconds = await self._paced_call(
+                Ticket(requester.workspace_key, requester.key, options.n, reporter.queued),
+                reporter, job_id, started, kind, model, prompt, options, inputs, mask, requester,
+            )  # fmt: skip
             self.metrics.model_latency.labels(kind).observe(model_seconds)
             cost = cost_usd(self.config.models[model], result.usage)
             # Paid for, so delivered even if the settlement has to wait for the database.
@@ -293,6 +297,83 @@ class ImageService:
             elapsed_seconds=time.monotonic() - started,
         )
 
+    async def _paced_call(
+        self,
+        ticket: Ticket,
+        reporter: ProgressReporter,
+        job_id: str,
+        started: float,
+        kind: JobKind,
+        model: str,
+        prompt: str,
+        options: ImageOptions,
+        inputs: tuple[InputImage, ...],
+        mask: InputImage | None,
+        requester: Requester,
+    ) -> tuple[ProviderResult, float]:
+        """Wait for the job's turn and call the model; a 429 rate_limit_exceeded
+        puts the job back at the head of the line (nothing charged, nothing
+        said but the new wait) and teaches the budget the account's limit."""
+        attempts = 0
+        while True:
+            async with self.pacer.turn(ticket):
+                reporter.running()
+                if not attempts:
+                    queued_for, started_at = time.monotonic() - started, self.ledger.clock().timestamp()
+                    await self.ledger_writes.write(
+                        job_id, "start time", lambda: self.ledger.mark_started_sync(job_id, queued_for, started_at)
+                    )
+                with self.metrics.in_flight.track_inprogress():
+                    called = time.monotonic()
+                    try:
+                        result = await self._call_model(kind, model, prompt, options, inputs, mask, requester)
+                    except RateLimited as e:
+                        attempts += max(1, e.attempts)
+                        self.metrics.rate_limited.inc()
+                        await self._learn_from_429(job_id, ticket, e)
+                        continue  # the pacer tells the user their place again
+                    except ImagineError as e:
+                        e.attempts += attempts
+                        raise
+                    model_seconds = time.monotonic() - called
+            self.pacer.succeeded(ticket)
+            if result.limit_seen and self.pacer.would_learn(result.limit_seen):  # only news costs a write
+                with contextlib.suppress(*DATABASE_FAULTS):
+                    await self.store.run(self.ledger.limit_seen_sync, result.limit_seen)
+            return replace(result, attempts=result.attempts + attempts), model_seconds
+
+    async def _learn_from_429(self, job_id: str, ticket: Ticket, e: RateLimited) -> None:
+        # Without a Retry-After, a pause of one image's share of the window.
+        pause = e.retry_after if e.retry_after is not None else self.pacer.seconds_per_image
+        self.pacer.put_back(ticket, pause)
+        try:
+            limit = await self.store.run(
+                lambda: self.ledger.rate_limited_sync(limit=e.limit, retry_after=pause, grant_id=ticket.grant_id)
+            )
+        except DATABASE_FAULTS as fault:  # the job still goes back in line; the budget learns next time
+            log.warning("job %s: a 429 could not be recorded in the pace: %s", job_id, fault)
+            return
+        log.info("job %s: OpenAI's per-minute limit was reached (429); back to the head of the line, "
+                 "pace now %g images a minute%s", job_id, limit, " (OpenAI said so)" if e.limit else "")  # fmt: skip
+
+    async def pace_for(self, admin: Requester) -> PaceReport:
+        """`/imagine-admin pace`: admins only."""
+        self._require_admin(admin)
+        return await self.pace()
+
+    async def pace(self) -> PaceReport:
+        """The pace, what is used of it, who waits."""
+        status = await self.store.run(self.ledger.pace_status_sync)
+        return PaceReport(
+            images_per_minute=status.images_per_minute,
+            configured=status.configured,
+            exact=status.exact,
+            used=status.used,
+            paused_for=status.paused_for,
+            waiting=self.pacer.waiting,
+            running=self.pacer.active,
+        )
+
     async def _call_model(
         self,
         kind: JobKind,
@@ -308,8 +389,8 @@ class ImageService:
         # The SDK has its own timeout per attempt; this one bounds the whole
         # call with its retry waits, so a job cannot hang forever.
         cfg = self.config.openai
-        attempts = 1 + cfg.server_error_retries + cfg.rate_limit_retries
-        budget = timeout * attempts + cfg.max_retry_wait_seconds * cfg.rate_limit_retries + cfg.server_error_retries * 2.0
+        attempts = 1 + cfg.server_error_retries
+        budget = timeout * attempts + cfg.server_error_retries * 2.0
         if kind == "edit":
             call = self.provider.edit(model=model, prompt=prompt, options=options, images=inputs, mask=mask, user_tag=tag)
         else:
@@ -522,6 +603,7 @@ class ImageService:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        await self.pacer.close()
         await self.ledger_writes.flush()
         with contextlib.suppress(Exception):
             await self.store.run(self.ledger.retire_sync)

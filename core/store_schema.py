@@ -197,6 +197,33 @@ def _v5_relax(dialect: str) -> list[str]:
     return [sql for table in (RELAX_BATCHES, RELAX_JOBS) for sql in create_table_sql(table, dialect)]
 
 
+# The account's rate limit, one budget for every process on the database
+# (core/ledger_pace.py): the images granted to model calls in the last window,
+# and what has been learned of the limit.
+IMAGE_GRANTS = Table(
+    "image_grants",
+    (("id", int), ("at", float), ("images", int), ("worker", str)),
+    pk=("id",),
+    indexes=(("at",),),
+    serial="id",
+)
+PACE = Table(
+    "pace",
+    (
+        ("name", str),  # one row: "openai"
+        ("images_per_minute", float),  # the learned limit
+        ("exact", int),  # 1 = read from OpenAI's own answer (a 429's message, a header), not guessed
+        ("paused_until", float),  # unix time: OpenAI said to wait (Retry-After) until then
+        ("updated_at", float),
+    ),
+    pk=("name",),
+)
+
+
+def _v6_pace(dialect: str) -> list[str]:
+    return [sql for table in (IMAGE_GRANTS, PACE) for sql in create_table_sql(table, dialect)]
+
+
 # (version, what it does, its statements for a dialect). Append only: a step
 # that has shipped is never edited.
 MIGRATIONS: tuple[tuple[int, str, Callable[[str], list[str]]], ...] = (
@@ -205,10 +232,11 @@ MIGRATIONS: tuple[tuple[int, str, Callable[[str], list[str]]], ...] = (
     (3, "an index for pruning old event claims", _v3_seen_events_by_age),
     (4, "edit inputs and result messages, for the buttons under results and history", _v4_job_inputs_and_results),
     (5, "relax mode: Batch API batches and their jobs", _v5_relax),
+    (6, "the shared images-per-minute budget: recent grants and the learned limit", _v6_pace),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 # Every table a database at SCHEMA_VERSION holds (what `imaginebot migrate` copies).
-LATER_TABLES: tuple[Table, ...] = (JOB_INPUTS, JOB_RESULTS, RELAX_BATCHES, RELAX_JOBS)
+LATER_TABLES: tuple[Table, ...] = (JOB_INPUTS, JOB_RESULTS, RELAX_BATCHES, RELAX_JOBS, IMAGE_GRANTS, PACE)
 ALL_TABLES: tuple[Table, ...] = TABLES + LATER_TABLES
 
 VERSIONS_TABLE = "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, what TEXT, applied_at FLOAT)"

@@ -547,6 +547,12 @@ class DiscordAdapter:
 
         await self._admin(interaction, act)
 
+    async def on_admin_pace(self, interaction: discord.Interaction[Any]) -> None:
+        async def act() -> str:
+            return (await self.service.pace_for(requester_for(interaction))).text()
+
+        await self._admin(interaction, act)
+
     async def _admin(self, interaction: discord.Interaction[Any], act: Callable[[], Awaitable[str]]) -> None:
         if not await self._admit(interaction, job=False):
             return

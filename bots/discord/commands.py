@@ -201,6 +201,10 @@ def register_commands(tree: app_commands.CommandTree[discord.Client], adapter: "
     async def admin_history(interaction: discord.Interaction, user: discord.User) -> None:
         await adapter.on_admin_history(interaction, user)
 
+    @admin.command(name="pace", description="The images-per-minute pace (configured or learned) and the queue")
+    async def admin_pace(interaction: discord.Interaction) -> None:
+        await adapter.on_admin_pace(interaction)
+
     async def edit_menu(interaction: discord.Interaction, message: discord.Message) -> None:
         await adapter.on_edit_menu(interaction, message)
 

@@ -1,4 +1,4 @@
-"""`/imagine-admin limit @user N | reset @user | budget <usd> | history @user`, parsed.
+"""`/imagine-admin limit @user N | reset @user | budget <usd> | history @user | pace`, parsed.
 
 The command is registered with "escape channels, users and links" on (see
 the manifest), so a mention arrives as `<@U123|name>` and names a user id.
@@ -17,7 +17,7 @@ _DEFAULT_WORDS = ("default", "none", "normal", "unset")
 
 @dataclass(frozen=True)
 class AdminCommand:
-    action: Literal["limit", "reset", "budget", "history"]
+    action: Literal["limit", "reset", "budget", "history", "pace"]
     user: str | None = None
     daily: int | None = None  # limit: None = back to the default
     usd: float = 0.0
@@ -37,6 +37,8 @@ def parse_admin_command(text: str) -> AdminCommand | None:
         if value.isdigit():
             return AdminCommand("limit", users[0], int(value))
         return None
+    if action in ("pace", "queue") and not rest:
+        return AdminCommand("pace")
     if action == "reset" and len(users) == 1 and len(rest) == 1:
         return AdminCommand("reset", users[0])
     if action == "history" and len(users) == 1 and len(rest) == 1:

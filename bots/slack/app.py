@@ -501,6 +501,8 @@ class SlackAdapter:
             elif command.action == "reset":
                 await self.service.reset_user(admin, target)
                 answer = render.render_reset_done(command.user or "")
+            elif command.action == "pace":
+                answer = (await self.service.pace_for(admin)).text()
             else:
                 await self.service.set_workspace_budget(admin, command.usd)
                 answer = render.render_budget_set(command.usd)

@@ -63,8 +63,8 @@ def manifest_data(request_url: str | None) -> dict[str, Any]:
         {
             "command": COMMAND_ADMIN,
             **with_url,
-            "description": "Limits, budget and history (workspace admins)",
-            "usage_hint": "limit @someone 20 | reset @someone | budget 25 | history @someone",
+            "description": "Limits, budget, history and pace (workspace admins)",
+            "usage_hint": "limit @someone 20 | reset @someone | budget 25 | history @someone | pace",
             "should_escape": True,
         },
     ]

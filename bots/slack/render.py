@@ -246,6 +246,7 @@ def render_admin_help() -> str:
         "• `/imagine-admin reset @user`: forgive today's usage and lift a cool-down\n"
         "• `/imagine-admin budget 25`: this workspace's daily budget in USD (`0` = no budget)\n"
         "• `/imagine-admin history @user`: someone's last 10 jobs\n"
+        "• `/imagine-admin pace`: the images-per-minute pace (configured or learned) and the queue\n"
         "• `/imagine-quota @user`: someone's usage today"
     )
 

@@ -67,9 +67,9 @@ async def test_mark_started_that_cannot_be_written_does_not_stop_the_job(
     disk: Disk, make_service: MakeService, fake_openai: FakeOpenAI
 ) -> None:
     service = await open_on(make_service, disk, openai={"max_concurrent_calls": 1})
-    async with service.slots.slot():  # the job waits for a slot after its reservation landed
+    async with service.pacer.slot():  # the job waits for a slot after its reservation landed
         task = asyncio.create_task(service.generate(PERSON, LONG_PROMPT, LOW))
-        await until(lambda: service.slots.waiting == 1, "the job is queued")
+        await until(lambda: service.pacer.waiting == 1, "the job is queued")
         await disk.fill(service)
     result = await task
     assert len(result.images) == 1

@@ -21,7 +21,6 @@ from core.errors import (
     NotAllowed,
     OutOfCredit,
     PolicyBlocked,
-    RateLimited,
     ServiceUnavailable,
     TooManyJobs,
 )
@@ -276,39 +275,6 @@ async def test_charged_policy_blocks(make_service: MakeService) -> None:
 # --------------------------------------------------------------------------
 
 
-async def test_rate_limit_once_is_retried_after_retry_after(make_service: MakeService, fake_openai: FakeOpenAI) -> None:
-    sleeps = SleepRecorder()
-    service = await make_service(sleep=sleeps)
-    result = await service.generate(PERSON, "RATE_LIMIT_ONCE fox", ImageOptions())
-    assert result.images
-    assert sleeps.waits == [1.0]  # exactly the fake's Retry-After: 1
-    assert [r.status for r in fake_openai.requests] == [429, 200]
-    (row,) = await job_rows(service)
-    assert (row["status"], row["attempts"], row["units"]) == ("succeeded", 2, 1.0)
-
-
-async def test_rate_limit_that_persists(make_service: MakeService, fake_openai: FakeOpenAI) -> None:
-    sleeps = SleepRecorder()
-    service = await make_service(sleep=sleeps, openai={"rate_limit_retries": 2})
-    with pytest.raises(RateLimited) as info:
-        await service.generate(PERSON, "RATE_LIMIT fox", ImageOptions())
-    assert "too many images per minute" in info.value.user_message and "Nothing was charged" in info.value.user_message
-    assert sleeps.waits == [1.0, 1.0]
-    assert [r.status for r in fake_openai.requests] == [429, 429, 429]
-    await assert_nothing_held(service, PERSON)
-    (row,) = await job_rows(service)
-    assert (row["status"], row["error_code"], row["attempts"]) == ("failed", "rate_limited", 3)
-
-
-async def test_rate_limit_wait_longer_than_allowed_is_not_waited(make_service: MakeService, fake_openai: FakeOpenAI) -> None:
-    sleeps = SleepRecorder()
-    service = await make_service(sleep=sleeps, openai={"max_retry_wait_seconds": 0.5})
-    with pytest.raises(RateLimited):
-        await service.generate(PERSON, "RATE_LIMIT fox", ImageOptions())
-    assert sleeps.waits == [] and len(fake_openai.requests) == 1
-    await assert_nothing_held(service, PERSON)
-
-
 async def test_out_of_credit_is_never_retried(make_service: MakeService, fake_openai: FakeOpenAI) -> None:
     sleeps = SleepRecorder()
     service = await make_service(sleep=sleeps)
@@ -455,11 +421,11 @@ async def test_queue_positions_then_running(make_service: MakeService, fake_open
         return on_progress
 
     people = ["A", "B", "C"]
-    async with service.slots.slot():  # someone else's call holds the only slot
+    async with service.pacer.slot():  # someone else's call holds the only slot
         tasks = []
         for name in people:
             tasks.append(asyncio.create_task(service.generate(member(user=name), FOX, ImageOptions(), progress=recorder(name))))
-            await until(lambda: service.slots.waiting == len(tasks), f"{name} is in the queue")
+            await until(lambda: service.pacer.waiting == len(tasks), f"{name} is in the queue")
         await until(lambda: all(seen.get(p) for p in people), "everyone was told their place")
         assert [seen[p][0].state for p in people] == ["queued"] * 3
         assert [seen[p][0].position for p in people] == [1, 2, 3]
@@ -494,12 +460,12 @@ async def test_queue_position_updates_are_coalesced(
 
         return on_progress
 
-    async with service.slots.slot():  # someone else's call holds the only slot while all 30 queue
+    async with service.pacer.slot():  # someone else's call holds the only slot while all 30 queue
         jobs = [
             asyncio.create_task(service.generate(member(user=f"U{i}"), FOX, ImageOptions(quality="low"), progress=recorder(i)))
             for i in range(30)
         ]
-        await until(lambda: service.slots.waiting == 30 and len(queued) == 30, "all 30 jobs queued and told their place")
+        await until(lambda: service.pacer.waiting == 30 and len(queued) == 30, "all 30 jobs queued and told their place")
     await asyncio.gather(*jobs)
     # Job i moved up i places as the 30 calls ran one after another; uncoalesced it
     # would have heard every one of them (the last: 30, 29, ..., 1).

@@ -50,9 +50,10 @@ OUTCOME_TIMEOUT = 30.0
 _STRIPPED_PREFIXES = ("OPENAI_", "SLACK_", "DISCORD_", "IMAGINEBOT_")
 _STRIPPED = {"PORT", "LOG_FORMAT", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"}
 
-# Limits loose enough that only the fault under test decides an outcome.
+# Limits loose enough that only the fault under test decides an outcome (a
+# configured pace far above the fake's: learning would start at 5 a minute).
 BASE_CONFIG: dict[str, dict[str, Any]] = {
-    "openai": {"max_concurrent_calls": 16, "timeout_seconds": 60, "rate_limit_retries": 1, "server_error_retries": 1},
+    "openai": {"max_concurrent_calls": 16, "timeout_seconds": 60, "server_error_retries": 1, "images_per_minute": 100_000},
     "limits": {"daily_images_per_user": 100, "max_jobs_in_flight_per_user": 10},
     "server": {"shutdown_grace_seconds": 5},
     "slack": {"progress_update_seconds": 1},

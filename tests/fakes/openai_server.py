@@ -20,6 +20,8 @@ Standalone (end-to-end tests with the bot in another process)::
     #   POST /_fake/reset               forget requests and *_ONCE state
     #   POST /_fake/config {"latency": 2.5, "today": "2026-12-02", "shutdown_dates": {"gpt-image-2.6-flare": "2026-12-02"}}
     #   POST /_fake/fail_next {"trigger": "RATE_LIMIT", "times": 1}
+    #   POST /_fake/config {"rate_limit": {"images": 20, "window": 6, "headers": false}}   (null = off)
+    #   GET  /_fake/rate_limit          what the rate-limit mode admitted and refused
 
 Wire format of edits, as sent by openai 3.57 (checked against the real SDK,
 see ``_files.py`` / ``_utils.extract_files`` with ``array_format="brackets"``):
@@ -67,6 +69,7 @@ from aiohttp import BodyPartReader, web
 from PIL import Image, ImageDraw
 from tests.fakes.loopback import serve_on_loopback
 from tests.fakes.openai_batches import FakeBatchAPI
+from tests.fakes.rate_window import RateWindow
 
 # --------------------------------------------------------------------------
 # Model facts
@@ -708,6 +711,7 @@ class FakeOpenAI(FakeBatchAPI):
       gate           an asyncio.Event every /v1 request waits for (None = no gate)
       today          the fake's date: from a model's shutdown_date on, its image calls 404
       shutdown_dates model -> "YYYY-MM-DD" (GET /v1/models), a copy of SHUTDOWN_DATES to change
+      rate_limit     None, or a RateWindow (``limit_rate()``): N images per sliding window, then 429s
     """
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, latency: float = 0.0) -> None:
@@ -725,6 +729,7 @@ class FakeOpenAI(FakeBatchAPI):
         self.gate: asyncio.Event | None = None  # when set to an unset Event, requests wait for it
         self.shutdown_dates: dict[str, str] = dict(SHUTDOWN_DATES)
         self._init_batches()  # Files and Batches (tests/fakes/openai_batches.py)
+        self.rate_limit: RateWindow | None = None
 
     # ---- lifecycle -------------------------------------------------------
 
@@ -749,6 +754,7 @@ class FakeOpenAI(FakeBatchAPI):
         app.router.add_post("/_fake/reset", self._admin_reset)
         app.router.add_post("/_fake/config", self._admin_config)
         app.router.add_post("/_fake/fail_next", self._admin_fail_next)
+        app.router.add_get("/_fake/rate_limit", self._admin_rate_limit)
         app.router.add_route("*", "/{tail:.*}", self._wrap(self._not_found))
         # A short shutdown_timeout: stop() must not wait a minute on a SLOW
         # request a test abandoned. access_log=None keeps test output clean.
@@ -781,6 +787,12 @@ class FakeOpenAI(FakeBatchAPI):
         self._seen_once.clear()
         self._fail_queue.clear()
         self.max_in_flight = self.in_flight
+
+    def limit_rate(self, images: int, window: float = 60.0, *, headers: bool = False) -> RateWindow:
+        """Rate-limit mode: at most ``images`` images per sliding ``window``
+        seconds, like an account's images-per-minute limit (see rate_window.py)."""
+        self.rate_limit = RateWindow(images, window, headers)
+        return self.rate_limit
 
     def fail_next(self, trigger: str, times: int = 1) -> None:
         """Make the next ``times`` valid image requests fail as ``trigger`` would,
@@ -979,7 +991,8 @@ class FakeOpenAI(FakeBatchAPI):
         request_id = request[_REQUEST_ID]
         started = time.monotonic()
         payload = await self._image_payload(params, size, input_images=input_images, request_id=request_id)
-        return self._json(200, payload, request_id, started)
+        rate_headers = self.rate_limit.response_headers(0.0) if self.rate_limit is not None else None
+        return self._json(200, payload, request_id, started, rate_headers)
 
     async def _image_payload(
         self, params: ImageParams, size: tuple[int, int], *, input_images: int, request_id: str
@@ -994,6 +1007,11 @@ class FakeOpenAI(FakeBatchAPI):
         def fail(trigger: str) -> ApiError:
             return _trigger_error(trigger, model=params.model, n=params.n, request_id=request_id)
 
+        if self.rate_limit is not None:
+            admitted, wait = self.rate_limit.admit(params.n)
+            if not admitted:
+                raise ApiError(429, self.rate_limit.message(params.model, params.n, wait), type="requests",
+                               code="rate_limit_exceeded", headers=self.rate_limit.response_headers(wait))  # fmt: skip
         if self._fail_queue:
             raise fail(self._fail_queue.pop(0))
         for trigger in ("BLOCK_INPUT", "BLOCK_LEGACY", "NO_CREDIT"):
@@ -1060,7 +1078,19 @@ class FakeOpenAI(FakeBatchAPI):
             self.today = datetime.date.fromisoformat(body["today"])
         if "shutdown_dates" in body:
             self.shutdown_dates.update(body["shutdown_dates"])
+        if "rate_limit" in body:
+            mode = body["rate_limit"]
+            self.rate_limit = None if mode is None else RateWindow(int(mode["images"]), float(mode.get("window", 60.0)),
+                                                                    bool(mode.get("headers", False)))  # fmt: skip
         state = {"latency": self.latency, "today": self.today.isoformat(), "shutdown_dates": self.shutdown_dates}
+        return web.Response(body=json.dumps(state).encode(), content_type="application/json")
+
+    async def _admin_rate_limit(self, request: web.Request) -> web.Response:
+        mode = self.rate_limit
+        state = None if mode is None else {
+            "images": mode.images, "window": mode.window, "admitted": mode.admitted, "refused": mode.refused,
+            "most_in_any_window": mode.most_in_any_window(),
+        }  # fmt: skip
         return web.Response(body=json.dumps(state).encode(), content_type="application/json")
 
     async def _admin_fail_next(self, request: web.Request) -> web.Response:

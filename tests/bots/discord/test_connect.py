@@ -61,7 +61,7 @@ async def test_sync_commands_registers_every_command_globally(make_adapter, fake
     assert edit["image"]["required"] and not edit["mask"].get("required", False)
     admin = by_name["imagine-admin"]
     assert int(admin["default_member_permissions"]) == discord.Permissions(manage_guild=True).value
-    assert {o["name"] for o in admin["options"]} == {"limit", "role", "reset", "budget", "history"}
+    assert {o["name"] for o in admin["options"]} == {"limit", "role", "reset", "budget", "history", "pace"}
 
 
 async def test_sync_commands_to_one_guild(make_adapter, fake_discord: FakeDiscord):

@@ -95,3 +95,13 @@ async def test_admin_budget_is_shown_in_quota(make_adapter, fake_discord: FakeDi
 
     quota = await fake_discord.send_slash_command("quota")
     assert "of its $2.50 daily budget" in (await fake_discord.wait_for_private(quota))["content"]
+
+
+async def test_admin_sees_the_pace_and_the_queue(make_adapter, fake_discord: FakeDiscord):
+    await make_adapter(openai={"images_per_minute": 20})
+    ix = await fake_discord.send_slash_command("imagine-admin", {}, subcommand="pace", permissions=ADMIN)
+    reply = await fake_discord.wait_for_private(ix)
+    assert reply["content"].startswith("Pace: 20 images a minute, as configured")
+    assert "0 jobs waiting in line" in reply["content"] and fake_discord.public_messages(ix) == []
+    denied = await fake_discord.send_slash_command("imagine-admin", {}, subcommand="pace")
+    assert "Only members with the Manage Server permission" in (await fake_discord.wait_for_private(denied))["content"]

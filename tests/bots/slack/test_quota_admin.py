@@ -60,3 +60,14 @@ async def test_admin_help_for_unknown_text_is_in_the_ack(bot: SlackBot) -> None:
     status, body, _ = await bot.command("/imagine-admin", "please", user="UADMIN")
     assert status == 200 and "/imagine-admin limit @user 20" in body
     assert bot.slack.calls_to("users.info") == []
+
+
+async def test_admin_sees_the_pace_and_the_queue(bot: SlackBot) -> None:
+    await bot.command("/imagine", "a fox")
+    await bot.settle()
+    (pace,) = await answers(bot, "/imagine-admin", "pace", user="UADMIN")
+    # images_per_minute = 0 (the default): learning, from tier 1's 5 a minute.
+    assert pace.startswith("Pace: 5 images a minute, a guess that grows while calls succeed")
+    assert "Used in the last minute: 1 image." in pace and "0 jobs waiting in line, 0 running" in pace
+    (refused,) = await answers(bot, "/imagine-admin", "pace", user="UALICE")
+    assert refused == "Only workspace admins can do that."
