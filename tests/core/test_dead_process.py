@@ -138,8 +138,10 @@ async def test_on_another_host_only_the_heartbeat_age_decides(make_service: Make
     # Another host is fine: it keeps beating, though its pid is dead *here*.
     alive, alive_job = await asyncio.to_thread(other_host, db, "alive", pid=2**22 + 1)
 
+    beat_on = True
+
     async def keep_beating() -> None:
-        while True:
+        while beat_on:
             await asyncio.to_thread(alive.heartbeat_sync)
             await asyncio.sleep(0.05)
 
@@ -151,7 +153,10 @@ async def test_on_another_host_only_the_heartbeat_age_decides(make_service: Make
         states: dict[str, Any] = {r["id"]: r["status"] for r in await job_rows(survivor)}
         assert states == {lost_job: "interrupted", alive_job: "reserved"}
     finally:
-        beating.cancel()
+        # Stop between beats: cancelling would leave a heartbeat running in its
+        # thread on the connection closed below (a crash inside SQLite).
+        beat_on = False
+        await beating
         alive.store.close_sync()
 
 
