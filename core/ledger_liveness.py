@@ -30,6 +30,7 @@ class Liveness(LedgerBase):
         LIVE_WORKERS.discard(self.worker)
         with self.store.transaction() as conn:
             conn.execute("DELETE FROM workers WHERE token = ?", (self.worker,))
+            conn.execute("DELETE FROM model_calls WHERE worker = ?", (self.worker,))
 
     def recover_sync(self, *, tell_users: bool = True) -> list[InterruptedJob]:
         """Refund the reservations of jobs whose process is gone: it is not
@@ -55,6 +56,8 @@ class Liveness(LedgerBase):
             interrupted = [job for owner in gone for job in self._interrupt_jobs_of(conn, owner, now, silent_only=not tell_users)]
             dead = [t for t, w in workers.items() if t != self.worker and self._worker_gone(t, *w, now=now)]
             conn.executemany("DELETE FROM workers WHERE token = ?", [(t,) for t in dead])
+            # Their model calls died with them: those slots are free for the living.
+            conn.executemany("DELETE FROM model_calls WHERE worker = ?", [(t,) for t in dead])
         return interrupted
 
     def refund_own_sync(self) -> list[InterruptedJob]:

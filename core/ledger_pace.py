@@ -27,6 +27,9 @@ MAX_LEARNED = 5000.0
 # A limit read from OpenAI's own answer is trusted this long; then growth
 # resumes, so an account that moved up a tier is noticed.
 EXACT_FOR_SECONDS = 24 * 3600.0
+# When every model slot of the deployment is taken, a process asks again this
+# soon (a call ending in another process is not signalled here).
+CALL_SLOT_POLL_SECONDS = 0.2
 # Our grant times and OpenAI's arrival times differ by the trip there: pace
 # to a window this much longer than the real one.
 WINDOW_MARGIN = 0.02
@@ -42,6 +45,7 @@ class GrantDecision:
     used: int  # images granted in the current window, this one included
     too_many: bool = False  # n is above a known limit: it can never be granted
     grant_id: int | None = None  # the grant's row, taken back if OpenAI refuses the call
+    call_id: int | None = None  # the running call's row (model_calls), ended by `end_call_sync`
 
 
 @dataclass(frozen=True)
@@ -82,12 +86,17 @@ class PaceLedger(LedgerBase):
             grants = conn.execute("SELECT at, images FROM image_grants ORDER BY at, id").fetchall()
             used = sum(int(g[1]) for g in grants)
 
-            def decision(granted: bool, wait: float, too_many: bool = False, grant_id: int | None = None) -> GrantDecision:
+            def decision(
+                granted: bool, wait: float, too_many: bool = False, grant_id: int | None = None, call_id: int | None = None
+            ) -> GrantDecision:
                 return GrantDecision(granted, max(0.0, wait), limit, known, per_image, used + (images if granted else 0),
-                                     too_many, grant_id)  # fmt: skip
+                                     too_many, grant_id, call_id)  # fmt: skip
 
             if known and images > limit:
                 return decision(False, 0.0, too_many=True)
+            if self._calls_running(conn, now) >= cfg.max_concurrent_calls:
+                # Every model slot of the deployment is taken (by any process): ask again soon.
+                return decision(False, CALL_SLOT_POLL_SECONDS)
             waits = [paused_until - now]
             # A call above a guessed limit goes alone, into an empty window: it probes the real one.
             need = max(0.0, used + images - limit) if images <= limit else used
@@ -106,7 +115,30 @@ class PaceLedger(LedgerBase):
             (grant_id,) = conn.execute(
                 "INSERT INTO image_grants (at, images, worker) VALUES (?, ?, ?) RETURNING id", (now, images, self.worker)
             ).fetchone()
-            return decision(True, 0.0, grant_id=int(grant_id))
+            (call_id,) = conn.execute(
+                "INSERT INTO model_calls (worker, started_at) VALUES (?, ?) RETURNING id", (self.worker, now)
+            ).fetchone()
+            return decision(True, 0.0, grant_id=int(grant_id), call_id=int(call_id))
+
+    def end_call_sync(self, call_id: int) -> None:
+        """A granted call is over (images, an error, a 429, a cancellation): its model slot is free."""
+        with self.store.transaction() as conn:
+            conn.execute("DELETE FROM model_calls WHERE id = ?", (call_id,))
+
+    def _calls_running(self, conn: Connection, now: float) -> int:
+        """Model calls running now in every live process: ours; those of a
+        process beating its heart; and, from a process that does not beat (a
+        test, a tool), those younger than a call can last. A dead process's
+        calls stop counting when its heartbeat goes stale (recovery then
+        deletes them); anything older than any call could be is pruned."""
+        longest = self.config.openai.timeout_seconds * (self.config.openai.server_error_retries + 1) + 60
+        conn.execute("DELETE FROM model_calls WHERE started_at < ?", (now - longest,))
+        (running,) = conn.execute(
+            """SELECT COUNT(*) FROM model_calls c LEFT JOIN workers w ON w.token = c.worker
+               WHERE c.worker = ? OR (w.token IS NOT NULL AND w.heartbeat_at > ?) OR (w.token IS NULL AND c.started_at > ?)""",
+            (self.worker, now - self.dead_after, now - longest),
+        ).fetchone()
+        return int(running)
 
     def rate_limited_sync(
         self, *, limit: int | None, retry_after: float | None, grant_id: int | None, now: float | None = None

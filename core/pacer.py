@@ -33,6 +33,7 @@ log = logging.getLogger("imaginebot.core")
 # The user's position and estimated wait: (position, seconds or None).
 PlaceListener = Callable[[int, "float | None"], None]
 Grant = Callable[[int, float], Awaitable[GrantDecision]]  # (images, grow_by) -> decision
+EndCall = Callable[[int], Awaitable[None]]  # (the grant's call id): its model slot is free, in every process
 # Before the budget has answered once: tier 1's pace (a minute over 5 images).
 _FIRST_SECONDS_PER_IMAGE = 12.0
 
@@ -48,12 +49,15 @@ class Ticket:
     waited: float = 0.0  # seconds in line so far, over every return after a 429
     rate_limited: int = 0  # 429s this job met
     grant_id: int | None = None  # the budget's record of its current turn
+    call_id: int | None = None  # its model slot in the deployment-wide count, while the call runs
     _future: asyncio.Future[None] | None = field(default=None, repr=False)
 
 
 class Pacer:
-    def __init__(self, grant: Grant, *, capacity: int, max_wait_seconds: float) -> None:
+    def __init__(self, grant: Grant, *, capacity: int, max_wait_seconds: float, end_call: EndCall | None = None) -> None:
         self._grant = grant
+        self._end_call = end_call
+        self._freeing: set[asyncio.Task[None]] = set()  # slots being given back without a waiter
         self.capacity = capacity
         self.max_wait_seconds = max_wait_seconds
         self.active = 0
@@ -87,6 +91,8 @@ class Pacer:
             yield
         finally:
             self._release()
+            await self._free_call(ticket.call_id)
+            ticket.call_id = None
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
@@ -119,6 +125,8 @@ class Pacer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._dispatcher
             self._dispatcher = None
+        if self._freeing:  # give the deployment its slots back before the store closes
+            await asyncio.gather(*self._freeing, return_exceptions=True)
 
     # -- waiting in line ---------------------------------------------------
 
@@ -144,6 +152,8 @@ class Pacer:
         except asyncio.CancelledError:
             if future.done() and not future.cancelled() and future.exception() is None:
                 self._release()  # the turn came just as we were cancelled: pass the slot on
+                self._free_later(ticket.call_id)
+                ticket.call_id = None
             else:
                 self._give_up(ticket, future)
             raise
@@ -160,6 +170,25 @@ class Pacer:
     def _release(self) -> None:
         self.active -= 1
         self._kick()
+
+    def _free_later(self, call_id: int | None) -> None:
+        """`_free_call` from where nothing may be awaited (a cancelled waiter, the dispatcher)."""
+        if call_id is None or self._end_call is None:
+            return
+        task = asyncio.ensure_future(self._free_call(call_id))
+        self._freeing.add(task)
+        task.add_done_callback(self._freeing.discard)
+
+    async def _free_call(self, call_id: int | None) -> None:
+        """Give the call's slot back to the deployment. Never raises: a
+        slot that can't be freed now stops counting once the call is older
+        than any call can be (core/ledger_pace.py)."""
+        if call_id is None or self._end_call is None:
+            return
+        try:
+            await asyncio.shield(self._end_call(call_id))
+        except (Exception, asyncio.CancelledError):
+            log.warning("could not free model call %s in the database; it stops counting when it is stale", call_id, exc_info=True)
 
     def _kick(self) -> None:
         self._wake.set()
@@ -210,10 +239,12 @@ class Pacer:
                 await self._sleep_unless_head_changes(head, decision.wait_seconds)
                 continue
             self._queue.take(head)
-            if future.done():
-                continue  # gave up while the grant was written: it goes unused
+            if future.done():  # gave up while the grant was written: it goes unused
+                self._free_later(decision.call_id)
+                continue
             self.active += 1
             head.grant_id = decision.grant_id
+            head.call_id = decision.call_id
             future.set_result(None)
             self._next_at = time.monotonic() + decision.seconds_per_image * head.images if decision.exact else 0.0
             self._announce()

@@ -99,6 +99,7 @@ class ImageService:
             lambda images, grow_by: self.store.run(lambda: self.ledger.grant_images_sync(images, grow_by=grow_by)),
             capacity=config.openai.max_concurrent_calls,
             max_wait_seconds=config.openai.max_queue_wait_seconds,
+            end_call=lambda call_id: self.store.run(self.ledger.end_call_sync, call_id),
         )
         self.pacer.on_wait = self.metrics.queue_wait.observe
         self.metrics.queue_length.set_function(lambda: self.pacer.waiting)

@@ -224,6 +224,23 @@ def _v6_pace(dialect: str) -> list[str]:
     return [sql for table in (IMAGE_GRANTS, PACE) for sql in create_table_sql(table, dialect)]
 
 
+# The model calls running now, in every process on the database: the global
+# cap on concurrent calls (`openai.max_concurrent_calls`) counts these rows
+# (core/ledger_pace.py). A row lives from a call's grant to its end.
+MODEL_CALLS = Table(
+    "model_calls",
+    (("id", int), ("worker", str), ("started_at", float)),
+    pk=("id",),
+    indexes=(("worker",),),
+    serial="id",
+)
+
+
+def _v7_model_calls(dialect: str) -> list[str]:
+    return create_table_sql(MODEL_CALLS, dialect)
+
+
+
 # (version, what it does, its statements for a dialect). Append only: a step
 # that has shipped is never edited.
 MIGRATIONS: tuple[tuple[int, str, Callable[[str], list[str]]], ...] = (
@@ -233,10 +250,11 @@ MIGRATIONS: tuple[tuple[int, str, Callable[[str], list[str]]], ...] = (
     (4, "edit inputs and result messages, for the buttons under results and history", _v4_job_inputs_and_results),
     (5, "relax mode: Batch API batches and their jobs", _v5_relax),
     (6, "the shared images-per-minute budget: recent grants and the learned limit", _v6_pace),
+    (7, "the model calls running now, for one cap on concurrent calls across processes", _v7_model_calls),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 # Every table a database at SCHEMA_VERSION holds (what `imaginebot migrate` copies).
-LATER_TABLES: tuple[Table, ...] = (JOB_INPUTS, JOB_RESULTS, RELAX_BATCHES, RELAX_JOBS, IMAGE_GRANTS, PACE)
+LATER_TABLES: tuple[Table, ...] = (JOB_INPUTS, JOB_RESULTS, RELAX_BATCHES, RELAX_JOBS, IMAGE_GRANTS, PACE, MODEL_CALLS)
 ALL_TABLES: tuple[Table, ...] = TABLES + LATER_TABLES
 
 VERSIONS_TABLE = "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, what TEXT, applied_at FLOAT)"

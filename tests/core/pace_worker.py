@@ -26,6 +26,7 @@ async def main(db: str, base_url: str, config_json: str, users: int, jobs: int) 
     config = config_from_mapping(json.loads(config_json))
     client = make_client("sk-test-fake-not-a-real-key", base_url=base_url, timeout_seconds=config.openai.timeout_seconds)
     service = await ImageService.open(config, db, OpenAIProvider(client, config))
+    await service.recover(tell_users=False)  # beats its heart like every real process (the CLI's way)
     print("ready", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     outcomes: dict[str, str] = {}

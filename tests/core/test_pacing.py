@@ -24,7 +24,7 @@ from core.errors import ImagineError, QueueTimeout, TooManyForPace
 from core.models import ImageOptions, Progress, Requester
 from core.rate_limits import from_headers, from_rate_limit_error, parse_duration
 from tests.conftest import BACKENDS, DbUrl, MakeService
-from tests.core.scenario import assert_nothing_held, job_rows, member, until
+from tests.core.scenario import assert_nothing_held, job_rows, member, rows, until
 from tests.core.test_ledger import read_line
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -291,6 +291,72 @@ async def test_the_pace_holds_across_two_processes_on_one_database(
     assert window.most_in_any_window() <= limit
     assert len(window.admitted) == 12
     assert len(window.refused) <= 2, window.refused
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_max_concurrent_calls_holds_across_two_processes_on_one_database(
+    backend: str, make_service: MakeService, fake_openai: FakeOpenAI, db_url: DbUrl
+) -> None:
+    """`max_concurrent_calls` is the deployment's: two processes with 2 each
+    never have more than 2 calls at OpenAI together (before: 2 each, 4)."""
+    fake_openai.latency = 0.3
+    db = db_url("shared")
+    config = {"openai": {"max_concurrent_calls": 2, "images_per_minute": 100_000}, "limits": ROOMY}
+    service = await make_service(db_path=db, **config)
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.core.pace_worker", db, fake_openai.base_url, json.dumps(config), "3", "2",
+        cwd=REPO, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert await read_line(worker, timeout=60) == "ready"
+        assert worker.stdin is not None
+        worker.stdin.write(b"go\n")
+        await worker.stdin.drain()
+        here = await run_all(service, [(member(user=f"U{u}"), f"here {u}.{j}") for u in range(3) for j in range(2)])
+        there = json.loads(await read_line(worker, timeout=120))
+        assert await worker.wait() == 0
+    finally:
+        if worker.returncode is None:
+            worker.kill()
+            await worker.wait()
+
+    assert not [o.user_message for o in here.values() if isinstance(o, ImagineError)]
+    assert set(there.values()) == {"succeeded"} and len(there) == 6
+    assert len(fake_openai.calls("/images/generations")) == 12
+    assert fake_openai.max_in_flight == 2
+    # Every call gave its slot back: nothing is left counting against the cap.
+    assert await rows(service, "SELECT * FROM model_calls") == []
+
+
+async def test_a_dead_process_s_model_calls_stop_counting(make_service: MakeService, fake_openai: FakeOpenAI, db_url: DbUrl) -> None:
+    """A process killed mid-call holds no slot for ever: once recovery finds it
+    dead, its calls are gone and the living get the whole cap again."""
+    db = db_url("shared")
+    config = {"openai": {"max_concurrent_calls": 1, "images_per_minute": 100_000}, "server": {"heartbeat_timeout_seconds": 1.0}}
+    survivor = await make_service(db_path=db, **config)
+    await survivor.recover()
+    survivor.announce_recovered(lambda jobs: asyncio.sleep(0))
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.core.pace_worker", db, fake_openai.base_url, json.dumps(config), "1", "1",
+        cwd=REPO, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        fake_openai.latency = 60  # the worker's call never returns before it dies
+        assert await read_line(worker, timeout=60) == "ready"
+        assert worker.stdin is not None
+        worker.stdin.write(b"go\n")
+        await worker.stdin.drain()
+        await until(lambda: fake_openai.in_flight == 1, "the worker's call at OpenAI")
+        worker.kill()
+        await worker.wait()
+    finally:
+        if worker.returncode is None:
+            worker.kill()
+            await worker.wait()
+    fake_openai.latency = 0
+    # The survivor's one slot is free again once the dead process is found (a bug hangs here, then fails).
+    result = await asyncio.wait_for(survivor.generate(member(user="UALIVE"), "after the crash", ImageOptions(quality="low")), 60)
+    assert len(result.images) == 1
 
 
 # --------------------------------------------------------------------------
