@@ -258,6 +258,31 @@ async def test_more_images_than_the_limit_allows_at_once_is_refused_plainly(
 # --------------------------------------------------------------------------
 
 
+async def alongside_a_worker(
+    service: Any, db: str, fake_openai: FakeOpenAI, config: dict[str, Any], users: int, jobs: int
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Run `users` × `jobs` requests here and as many in a second OS process on
+    the same database (tests/core/pace_worker.py), all started together:
+    (outcomes here, outcomes there)."""
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.core.pace_worker", db, fake_openai.base_url, json.dumps(config), str(users), str(jobs),
+        cwd=REPO, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert await read_line(worker, timeout=60) == "ready"
+        assert worker.stdin is not None
+        worker.stdin.write(b"go\n")
+        await worker.stdin.drain()
+        here = await run_all(service, [(member(user=f"U{u}"), f"here {u}.{j}") for u in range(users) for j in range(jobs)])
+        there: dict[str, str] = json.loads(await read_line(worker, timeout=120))
+        assert await worker.wait() == 0
+    finally:
+        if worker.returncode is None:
+            worker.kill()
+            await worker.wait()
+    return here, there
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_the_pace_holds_across_two_processes_on_one_database(
     backend: str, make_service: MakeService, fake_openai: FakeOpenAI, db_url: DbUrl
@@ -267,22 +292,7 @@ async def test_the_pace_holds_across_two_processes_on_one_database(
     db = db_url("shared")
     config = {"openai": paced(limit, seconds), "limits": ROOMY}
     service = await make_service(db_path=db, **config)
-    worker = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.core.pace_worker", db, fake_openai.base_url, json.dumps(config), "3", "2",
-        cwd=REPO, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        assert await read_line(worker, timeout=60) == "ready"
-        assert worker.stdin is not None
-        worker.stdin.write(b"go\n")
-        await worker.stdin.drain()
-        here = await run_all(service, [(member(user=f"U{u}"), f"here {u}.{j}") for u in range(3) for j in range(2)])
-        there = json.loads(await read_line(worker, timeout=120))
-        assert await worker.wait() == 0
-    finally:
-        if worker.returncode is None:
-            worker.kill()
-            await worker.wait()
+    here, there = await alongside_a_worker(service, db, fake_openai, config, users=3, jobs=2)
 
     assert not [o.user_message for o in here.values() if isinstance(o, ImagineError)]
     assert set(there.values()) == {"succeeded"} and len(there) == 6
@@ -303,22 +313,7 @@ async def test_max_concurrent_calls_holds_across_two_processes_on_one_database(
     db = db_url("shared")
     config = {"openai": {"max_concurrent_calls": 2, "images_per_minute": 100_000}, "limits": ROOMY}
     service = await make_service(db_path=db, **config)
-    worker = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.core.pace_worker", db, fake_openai.base_url, json.dumps(config), "3", "2",
-        cwd=REPO, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        assert await read_line(worker, timeout=60) == "ready"
-        assert worker.stdin is not None
-        worker.stdin.write(b"go\n")
-        await worker.stdin.drain()
-        here = await run_all(service, [(member(user=f"U{u}"), f"here {u}.{j}") for u in range(3) for j in range(2)])
-        there = json.loads(await read_line(worker, timeout=120))
-        assert await worker.wait() == 0
-    finally:
-        if worker.returncode is None:
-            worker.kill()
-            await worker.wait()
+    here, there = await alongside_a_worker(service, db, fake_openai, config, users=3, jobs=2)
 
     assert not [o.user_message for o in here.values() if isinstance(o, ImagineError)]
     assert set(there.values()) == {"succeeded"} and len(there) == 6

@@ -160,3 +160,22 @@ async def make_bot(make_service: Any, slack: FakeSlack) -> AsyncIterator[MakeBot
 @pytest.fixture
 async def bot(make_bot: MakeBot) -> SlackBot:
     return await make_bot()
+
+
+def block_actions(
+    user: str, action_id: str, value: str, response_url: str, *, ts: str, message: dict[str, Any] | None, ephemeral: bool = False
+) -> dict[str, Any]:
+    """A button click as Slack sends it (block_actions), with a fresh trigger_id (Slack makes one per click)."""
+    return {
+        "type": "block_actions",
+        "team": {"id": TEAM_ID, "domain": "fake"},
+        "user": {"id": user, "team_id": TEAM_ID, "name": user.lower()},
+        "api_app_id": "A0FAKE",
+        "token": "legacy-verification-token",
+        "trigger_id": f"111.{uuid.uuid4().hex}",
+        "container": {"type": "message", "message_ts": ts, "channel_id": CHANNEL, "is_ephemeral": ephemeral},
+        "channel": {"id": CHANNEL, "name": "general"},
+        **({"message": message} if message is not None else {}),
+        "response_url": response_url,
+        "actions": [{"action_id": action_id, "block_id": "b", "type": "button", "value": value, "action_ts": "1700000001.1"}],
+    }

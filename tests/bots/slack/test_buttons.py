@@ -5,13 +5,12 @@ adapter and service on the same database)."""
 from __future__ import annotations
 
 import json
-import uuid
 from typing import Any
 
-from tests.bots.slack.conftest import CHANNEL, MakeBot, SlackBot, png
+from tests.bots.slack.conftest import CHANNEL, MakeBot, SlackBot, block_actions, png
 from tests.bots.slack.test_edit import shortcut_payload, submission_payload
 from tests.fakes.openai_server import FakeOpenAI
-from tests.fakes.slack_server import TEAM_ID, Message
+from tests.fakes.slack_server import Message
 
 LABELS = ["Again", "Vary", "Bigger", "Edit", "Info", "Delete"]
 
@@ -32,19 +31,8 @@ def job_of(message: Message) -> str:
 def click(bot: SlackBot, message: Message | None, action: str, job_id: str, *, user: str = "UALICE") -> dict[str, Any]:
     """A block_actions payload as Slack sends it for one of the buttons."""
     ts = message.ts if message else "1700000000.999999"
-    return {
-        "type": "block_actions",
-        "team": {"id": TEAM_ID, "domain": "fake"},
-        "user": {"id": user, "team_id": TEAM_ID, "name": user.lower()},
-        "api_app_id": "A0FAKE",
-        "token": "legacy-verification-token",
-        "trigger_id": f"222.{uuid.uuid4().hex}",
-        "container": {"type": "message", "message_ts": ts, "channel_id": CHANNEL, "is_ephemeral": message is None},
-        "channel": {"id": CHANNEL, "name": "general"},
-        **({"message": message.as_json()} if message else {}),
-        "response_url": bot.slack.response_url(),
-        "actions": [{"action_id": f"imagine_{action}", "block_id": "b", "type": "button", "value": job_id, "action_ts": "1.1"}],
-    }
+    as_json = message.as_json() if message else None
+    return block_actions(user, f"imagine_{action}", job_id, bot.slack.response_url(), ts=ts, message=as_json, ephemeral=message is None)
 
 
 async def press(bot: SlackBot, message: Message | None, action: str, *, user: str = "UALICE", job_id: str = "") -> str:

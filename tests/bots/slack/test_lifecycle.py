@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from datetime import datetime, timezone
 from typing import Any
 
@@ -11,7 +10,7 @@ import pytest
 
 from bots.slack.payloads import Origin
 from core.models import InterruptedJob
-from tests.bots.slack.conftest import CHANNEL, MakeBot, SlackBot
+from tests.bots.slack.conftest import CHANNEL, MakeBot, SlackBot, block_actions
 from tests.bots.slack.test_edit import mention_event
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_server import TEAM_ID, Message
@@ -28,21 +27,8 @@ def cancel_button(bot: SlackBot) -> tuple[str, str] | None:
 
 
 def click(user: str, ts: str, value: str, response_url: str) -> dict[str, Any]:
-    return {
-        "type": "block_actions",
-        "team": {"id": TEAM_ID, "domain": "fake"},
-        "user": {"id": user, "team_id": TEAM_ID, "name": user.lower()},
-        "api_app_id": "A0FAKE",
-        "token": "legacy-verification-token",
-        "trigger_id": f"111.{uuid.uuid4().hex}",  # Slack makes one per click
-        "container": {"type": "message", "message_ts": ts, "channel_id": CHANNEL, "is_ephemeral": False},
-        "channel": {"id": CHANNEL, "name": "general"},
-        "message": {"type": "message", "ts": ts, "text": "placeholder"},
-        "response_url": response_url,
-        "actions": [
-            {"action_id": "imagine_cancel", "block_id": "b1", "type": "button", "value": value, "action_ts": "1700000001.1"}
-        ],
-    }
+    message = {"type": "message", "ts": ts, "text": "placeholder"}
+    return block_actions(user, "imagine_cancel", value, response_url, ts=ts, message=message)
 
 
 async def test_cancel_button_stops_a_queued_job_for_its_owner_only(make_bot: MakeBot, fake_openai: FakeOpenAI) -> None:
