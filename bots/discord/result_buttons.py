@@ -10,8 +10,9 @@ buttons are admitted, deferred, claimed and run like /imagine and /edit
 from __future__ import annotations
 
 import logging
+from contextlib import asynccontextmanager
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 
 import discord
 
@@ -58,17 +59,27 @@ class ResultButtons:
 
     # -- spending buttons ----------------------------------------------------------
 
+    @asynccontextmanager
+    async def _deferred(self, interaction: discord.Interaction[Any]) -> AsyncIterator[tuple[Slot, dict[str, Any]] | None]:
+        """A spending click admitted under the cap and deferred, as a command
+        is: (its slot, how to reach the clicker), or None when it was turned
+        away (told why already). Leaving without starting a job gives the slot back."""
+        slot = await self.adapter._admit_job(interaction)
+        if slot is None:
+            yield None
+            return
+        with slot:
+            notify = await self.adapter._defer(interaction)
+            yield None if notify is None else (slot, notify)
+
     async def again(self, interaction: discord.Interaction[Any], job_id: str) -> None:
         """The same prompt and settings; for an edit, the same input images
         (read again from their messages)."""
         adapter = self.adapter
-        slot = await adapter._admit_job(interaction)
-        if slot is None:
-            return
-        with slot:
-            notify = await adapter._defer(interaction)
-            if notify is None:
+        async with self._deferred(interaction) as admitted:
+            if admitted is None:
                 return
+            slot, notify = admitted
             record = await self.service.results.job(job_id)
             if record is None:
                 await delivery.send_private(interaction, buttons.job_gone_text())
@@ -91,13 +102,10 @@ class ResultButtons:
     async def vary_or_bigger(self, interaction: discord.Interaction[Any], action: str, job_id: str) -> None:
         """An edit of the first image of the result the button is under."""
         adapter = self.adapter
-        slot = await adapter._admit_job(interaction)
-        if slot is None:
-            return
-        with slot:
-            notify = await adapter._defer(interaction)
-            if notify is None:
+        async with self._deferred(interaction) as admitted:
+            if admitted is None:
                 return
+            slot, notify = admitted
             record = await self.service.results.job(job_id)
             message = interaction.message
             images = image_attachments(message.attachments) if message else []

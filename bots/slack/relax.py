@@ -63,8 +63,7 @@ class SlackRelax:
             await turn.tell(render.render_error(e))
             return
         turn.delivered()
-        if not await self._private_with_blocks(turn.origin, ticket.message, render_queued(ticket.message, ticket.job_id)):
-            await self.replies.send(turn.origin, ticket.message)
+        await self.replies.send(turn.origin, ticket.message, blocks=render_queued(ticket.message, ticket.job_id))
 
     async def cancel(self, origin: Origin, job_id: str) -> None:
         outcome = await self.service.relax.cancel(job_id, requester(origin))
@@ -78,24 +77,6 @@ class SlackRelax:
             except Exception as e:  # a dropped connection: say it another way
                 log.info("response_url failed (%s)", slack_error(e))
         await self.replies.send(Origin(origin.team, origin.user, origin.channel), text)
-
-    async def _private_with_blocks(self, origin: Origin, text: str, blocks: list[dict[str, Any]]) -> bool:
-        if origin.response_url:
-            try:
-                webhook = AsyncWebhookClient(origin.response_url, session=self.client.session)
-                resp = await webhook.send(text=text, blocks=blocks, response_type="ephemeral", replace_original=False)
-                if resp.status_code == 200:
-                    return True
-            except Exception as e:
-                log.info("response_url failed (%s); trying chat.postEphemeral", slack_error(e))
-        if origin.channel:
-            try:
-                await self.client.chat_postEphemeral(channel=origin.channel, user=origin.user, text=text, blocks=blocks,
-                                                     thread_ts=origin.user_thread_ts)  # fmt: skip
-                return True
-            except Exception as e:
-                log.info("chat.postEphemeral failed (%s)", slack_error(e))
-        return False
 
 
 class SlackCourier:
