@@ -101,9 +101,12 @@ class Pacer:
             yield
 
     def succeeded(self, ticket: Ticket) -> None:
-        """The call made its images. While the limit is being learned and
-        others are waiting, this is evidence the account allows more."""
-        if self._queue and self.last is not None and not self.last.exact:
+        """The call made its images. While the limit is only a guess, this is
+        evidence the account allows more: the guess grows by them, whether or
+        not anyone waits now (else a fresh bot would keep a member waiting out
+        a minute after five images in a row that OpenAI never refused). The
+        first 429 tells the real limit."""
+        if self.last is not None and not self.last.exact:
             self._grow_by += ticket.images
             self._kick()  # a larger budget may have room now: ask again without waiting out the window
 

@@ -253,6 +253,20 @@ async def test_more_images_than_the_limit_allows_at_once_is_refused_plainly(
     await assert_nothing_held(service, member())
 
 
+async def test_a_fresh_bot_does_not_hold_a_member_back_on_a_guess(make_service: MakeService, fake_openai: FakeOpenAI) -> None:
+    """images_per_minute = 0 starts from a guess of 5 a window. A member's
+    sixth image in a row, none of them refused, must not wait out the window
+    on that guess: each success is evidence the account allows more."""
+    # A 2-second window, so that the old behaviour (waiting it out) ends quickly and fails below.
+    service = await make_service(limits=ROOMY, openai={"rate_window_seconds": 2.0})
+    for i in range(8):
+        await service.generate(member(), f"fox {i}", LOW)
+    assert len(fake_openai.calls("/images/generations")) == 8
+    # The guess grew with every success (it stayed at 5 before, and the sixth image waited for the window).
+    assert service.pacer.images_per_minute >= 8
+    assert not service.pacer.last or not service.pacer.last.exact  # still a guess: nothing refused
+
+
 # --------------------------------------------------------------------------
 # one budget for the deployment: two processes on one database
 # --------------------------------------------------------------------------
