@@ -234,6 +234,9 @@ def quota_text(status: QuotaStatus, *, reset_display: str) -> str:
         f"You've used {_images(status.used)} of {status.limit} today; {_images(status.remaining)} left.",
         f"Your limit resets {reset_display}.",
     ]
+    if status.relax_limit:
+        lines.append(f"Relax mode (half price, results later): {_images(status.relax_used)} of {status.relax_limit} used today; "
+                     f"{_images(status.relax_remaining)} left.")  # fmt: skip
     if status.in_flight:
         lines.append(f"{status.in_flight} job" + (" is" if status.in_flight == 1 else "s are") + " running now.")
     if status.cooldown_until is not None:

@@ -172,10 +172,16 @@ class QuotaStatus:
     cooldown_until: datetime | None = None
     workspace_budget_usd: float = 0.0  # 0 = no budget
     workspace_spent_usd: float = 0.0
+    relax_used: float = 0.0  # relax mode's own allowance: images today
+    relax_limit: int = 0  # 0 = relax mode is off
 
     @property
     def remaining(self) -> float:
         return max(0.0, self.limit - self.used)
+
+    @property
+    def relax_remaining(self) -> float:
+        return max(0.0, self.relax_limit - self.relax_used)
 
 
 @dataclass(frozen=True)

@@ -449,11 +449,18 @@ class ImageService:
     # -- quota and admin ---------------------------------------------------
 
     async def quota(self, requester: Requester) -> QuotaStatus:
-        return await self.store.run(self.ledger.quota_sync, requester)
+        return await self._with_relax(await self.store.run(self.ledger.quota_sync, requester))
 
     async def quota_for(self, admin: Requester, target_key: str) -> QuotaStatus:
         target = self._target(admin, target_key)
-        return await self.store.run(self.ledger.quota_sync, target)
+        return await self._with_relax(await self.store.run(self.ledger.quota_sync, target))
+
+    async def _with_relax(self, status: QuotaStatus) -> QuotaStatus:
+        """The relax allowance beside the fast one, when relax mode is on."""
+        if not self.config.relax.enabled:
+            return status
+        used = await self.store.run(self.ledger.relax_used_sync, status.requester_key)
+        return replace(status, relax_used=used, relax_limit=self.config.relax.daily_images_per_user)
 
     async def set_user_limit(self, admin: Requester, target_key: str, daily: int | None) -> None:
         self._target(admin, target_key)

@@ -105,3 +105,14 @@ async def test_admin_sees_the_pace_and_the_queue(make_adapter, fake_discord: Fak
     assert "0 jobs waiting in line" in reply["content"] and fake_discord.public_messages(ix) == []
     denied = await fake_discord.send_slash_command("imagine-admin", {}, subcommand="pace")
     assert "Only members with the Manage Server permission" in (await fake_discord.wait_for_private(denied))["content"]
+
+
+async def test_quota_shows_the_relax_allowance_beside_the_fast_one(make_adapter, fake_discord: FakeDiscord):
+    await make_adapter(relax={"daily_images_per_user": 6})
+    queued = await fake_discord.send_slash_command("imagine", {"prompt": "a quiet harbor", "relax": True})
+    await fake_discord.wait_for_private(queued)
+
+    quota = await fake_discord.send_slash_command("quota")
+    content = (await fake_discord.wait_for_private(quota))["content"]
+    assert "used 0 images of 10 today" in content
+    assert "Relax mode (half price, results later): 1 image of 6 used today; 5 images left." in content

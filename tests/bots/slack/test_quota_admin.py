@@ -71,3 +71,12 @@ async def test_admin_sees_the_pace_and_the_queue(bot: SlackBot) -> None:
     assert "Used in the last minute: 1 image." in pace and "0 jobs waiting in line, 0 running" in pace
     (refused,) = await answers(bot, "/imagine-admin", "pace", user="UALICE")
     assert refused == "Only workspace admins can do that."
+
+
+async def test_quota_shows_the_relax_allowance_beside_the_fast_one(make_bot: MakeBot) -> None:
+    bot = await make_bot(relax={"daily_images_per_user": 6})
+    await bot.command("/imagine", "a quiet harbor --relax --n 2")  # queued for a batch: its images count already
+    await bot.settle()
+    (text,) = await answers(bot, "/imagine-quota", "")
+    assert "You've used 0 images of 10 today" in text
+    assert "Relax mode (half price, results later): 2 images of 6 used today; 4 images left." in text
