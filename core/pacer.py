@@ -183,15 +183,16 @@ class Pacer:
         task.add_done_callback(self._freeing.discard)
 
     async def _free_call(self, call_id: int | None) -> None:
-        """Give the call's slot back to the deployment. Never raises: a
-        slot that can't be freed now stops counting once the call is older
-        than any call can be (core/ledger_pace.py)."""
+        """Give the call's slot back to the deployment. A failure is only
+        logged: a slot that can't be freed stops counting once the call is
+        older than any call can be (core/ledger_pace.py). A cancellation of
+        the caller goes through; the delete finishes on its own."""
         if call_id is None or self._end_call is None:
             return
-        try:
-            await asyncio.shield(self._end_call(call_id))
-        except (Exception, asyncio.CancelledError):
-            log.warning("could not free model call %s in the database; it stops counting when it is stale", call_id, exc_info=True)
+        freeing = asyncio.ensure_future(self._end_call(call_id))
+        freeing.add_done_callback(lambda done: _log_unfreed(call_id, done))
+        with contextlib.suppress(Exception):  # logged by _log_unfreed; a CancelledError is not an Exception
+            await asyncio.shield(freeing)
 
     def _kick(self) -> None:
         self._wake.set()
@@ -284,3 +285,9 @@ class Pacer:
                 await asyncio.wait_for(self._wake.wait(), timeout=left)
             if self._queue.peek() is not head or self._grow_by:
                 return
+
+
+def _log_unfreed(call_id: int, done: asyncio.Future[None]) -> None:
+    if not done.cancelled() and done.exception() is not None:
+        log.warning("could not free model call %s in the database; it stops counting when it is stale",
+                    call_id, exc_info=done.exception())  # fmt: skip
