@@ -13,7 +13,7 @@ from bots.compose import UsageError, open_service
 from bots.settings import Settings
 from core import messages
 from core.config import Config
-from core.models import Requester
+from core.models import Requester, RequesterKey
 
 PLATFORMS = ("slack", "discord", "cli")
 USER_HELP = "slack:TEAM_ID:USER_ID, discord:SERVER_ID:USER_ID, cli:local:LOGIN, or `me` (you, in this terminal)"
@@ -42,9 +42,8 @@ def cli_requester() -> Requester:
 def _user_key(text: str) -> str:
     if text == "me":
         return cli_requester().key
-    platform, _, rest = text.partition(":")
-    workspace, _, user = rest.partition(":")
-    if platform not in PLATFORMS or not workspace or not user:
+    who = RequesterKey.parse(text)
+    if who.platform not in PLATFORMS or not who.workspace or not who.user:
         raise UsageError(f"USER must be {USER_HELP}; got {text!r}.")
     return text
 
@@ -52,12 +51,11 @@ def _user_key(text: str) -> str:
 def _operator(key: str) -> Requester:
     """An admin of the target's own workspace/server: the service lets admins
     act only there, and the terminal user may act everywhere."""
-    platform, _, rest = key.partition(":")
-    workspace = rest.partition(":")[0]
-    if platform not in PLATFORMS or not workspace:
+    where = RequesterKey.parse(key)
+    if where.platform not in PLATFORMS or not where.workspace:
         raise UsageError(f"WORKSPACE must be slack:TEAM_ID or discord:SERVER_ID; got {key!r}.")
     login = getpass.getuser()
-    return Requester(platform=platform, workspace=workspace, user=f"operator-{login}", display_name=login, is_admin=True)
+    return Requester(platform=where.platform, workspace=where.workspace, user=f"operator-{login}", display_name=login, is_admin=True)
 
 
 def _daily(text: str) -> int | None:

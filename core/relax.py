@@ -39,7 +39,7 @@ from core.errors import ImagineError, InvalidInput, ModelTimeout, RateLimited, S
 from core.ledger import Ledger
 from core.ledger_relax import ClaimedBatch, RelaxLine
 from core.metrics import Metrics
-from core.models import GeneratedImage, ImageOptions, ImageResult, Requester
+from core.models import GeneratedImage, ImageOptions, ImageResult, Requester, RequesterKey
 from core.options import check_options, check_prompt
 from core.pricing import cost_usd, estimate_usd, weighted_units
 from core.provider import POLICY_CODES, BatchAPI, BatchStatus, safety_identifier, usage_from_json
@@ -422,9 +422,8 @@ def _lines_of(path: str) -> Iterator[str]:
 
 
 def _requester(line: RelaxLine) -> Requester:
-    platform, _, rest = line.user_key.partition(":")
-    workspace, _, user = rest.partition(":")
-    return Requester(platform=platform, workspace=workspace, user=user, channel=str(line.reach.get("channel") or ""))
+    who = RequesterKey.parse(line.user_key)
+    return Requester(platform=who.platform, workspace=who.workspace, user=who.user, channel=str(line.reach.get("channel") or ""))
 
 
 # -- the words (platform-neutral; adapters add mentions and markup) --------------------

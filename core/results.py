@@ -14,7 +14,7 @@ from core.errors import InvalidInput, NotPermitted
 from core import messages
 from core.ledger import Ledger
 from core.ledger_results import JobInputs, PlatformRef
-from core.models import HistoryEntry, ImageOptions, JobRecord, Requester, Usage
+from core.models import HistoryEntry, ImageOptions, JobRecord, Requester, RequesterKey, Usage
 from core.options import route_model
 from core.store import Store
 
@@ -57,9 +57,8 @@ class ResultBook:
         """Someone else's latest jobs: admins only, inside their own workspace/server."""
         if not admin.is_admin:
             raise NotPermitted(messages.not_admin(admin.platform))
-        platform, _, rest = target_key.partition(":")
-        workspace, _, user = rest.partition(":")
-        if f"{platform}:{workspace}" != admin.workspace_key or not user:
+        target = RequesterKey.parse(target_key)
+        if target.workspace_key != admin.workspace_key or not target.user:
             raise InvalidInput("You can only look at members of this workspace/server.")
         return await self._history(target_key, limit)
 
@@ -71,7 +70,7 @@ class ResultBook:
 def may_delete(requester: Requester, job: JobRecord) -> bool:
     """Delete under a result: its requester, or an admin of that workspace/server."""
     return requester.key == job.requester_key or (
-        requester.is_admin and job.requester_key.startswith(requester.workspace_key + ":")
+        requester.is_admin and RequesterKey.parse(job.requester_key).workspace_key == requester.workspace_key
     )
 
 

@@ -25,7 +25,7 @@ from bots.discord.sources import attachment_ref, fetch_referenced, message_link,
 from bots.jobs import Slot
 from bots.turns import Reach
 from core.errors import ImagineError, InvalidInput
-from core.models import HistoryEntry, ImageOptions, ImageResult, ProgressCallback, Upload
+from core.models import HistoryEntry, ImageOptions, ImageResult, ProgressCallback, RequesterKey, Upload
 from core.options import build_options, check_prompt
 from core.results import may_delete
 
@@ -230,8 +230,7 @@ class ResultButtons:
         if record is None:
             return buttons.job_gone_text()
         if not may_delete(requester_for(interaction), record):
-            owner = record.requester_key.rsplit(":", 1)[-1]
-            return buttons.not_yours_text(f"<@{owner}>")
+            return buttons.not_yours_text(f"<@{RequesterKey.parse(record.requester_key).user}>")
         ref = await self.service.results.result(job_id)
         if ref is None and interaction.message is not None:
             ref = message_ref(interaction.message)  # posted before its place was recorded

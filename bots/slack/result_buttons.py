@@ -24,7 +24,7 @@ from bots.slack.files import files_by_id
 from bots.slack.payloads import Origin, requester, team_of, user_key
 from bots.slack.turn import SlackTurn
 from core.errors import ImagineError, InvalidInput
-from core.models import HistoryEntry, ImageResult
+from core.models import HistoryEntry, ImageResult, RequesterKey
 from core.results import may_delete
 
 if TYPE_CHECKING:
@@ -135,7 +135,7 @@ class SlackResultButtons:
         origin = turn.origin
         clicker = requester(origin, is_admin=await self.adapter.admins.is_admin(origin.user))
         if not may_delete(clicker, record):
-            return buttons.not_yours_text(render.mention(record.requester_key.rsplit(":", 1)[-1]))
+            return buttons.not_yours_text(render.mention(RequesterKey.parse(record.requester_key).user))
         ref = await self.service.results.result(record.job_id)
         if ref is None:
             return buttons.already_deleted_text()

@@ -72,3 +72,31 @@ def test_only_the_provider_imports_openai() -> None:
         if "openai" in imported_packages(path.read_text(encoding="utf-8"))
     }
     assert importers == OPENAI_ALLOWED
+
+
+def colon_splits(source: str) -> list[int]:
+    """Lines that take a string apart at ":" (`.partition(":")`, `.split(":")`, ...)."""
+    return [
+        node.lineno
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in ("partition", "rpartition", "split", "rsplit")
+        and node.args
+        and isinstance(node.args[0], ast.Constant)
+        and node.args[0].value == ":"
+    ]
+
+
+def test_requester_keys_are_taken_apart_only_by_requester_key() -> None:
+    """platform:workspace:user is parsed in one place (core.models.RequesterKey),
+    so its format cannot drift between the core, the adapters and the CLI."""
+    root = CORE.parent
+    offenders = {
+        str(path.relative_to(root)): lines
+        for folder in ("core", "bots")
+        for path in sorted((root / folder).rglob("*.py"))
+        if path != root / "core" / "models.py" and (lines := colon_splits(path.read_text()))
+    }
+    assert offenders == {}
+    assert colon_splits('a.partition(":")\nb.split(":", 1)\nc.split(",")') == [1, 2]
