@@ -9,7 +9,6 @@ The work itself is thin: read the payload → ImageService → render.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import uuid
@@ -45,6 +44,7 @@ from bots.buttons import bigger_size, image_dimensions
 from bots.jobs import JobCall, JobRunner
 from bots.recent import RecentDeliveries
 from bots.slack.deliveries import delivery_key
+from bots.slack.edit_form import EditFormMetadata
 from bots.slack.failures import slack_error
 from bots.slack.placeholder import UpdateBudget, end_message
 from bots.slack.relax import RELAX_CANCEL_ACTION_ID, SlackCourier, SlackRelax
@@ -389,16 +389,9 @@ class SlackAdapter:
         except InvalidInput as e:
             await ack(response_action="errors", errors={"size": e.user_message})
             return
-        meta = json.loads(view.get("private_metadata") or "{}")
-        origin = Origin(
-            team=team_of(body),
-            user=body.get("user", {}).get("id", ""),
-            channel=meta.get("c", ""),
-            thread_ts=meta.get("t"),
-            response_url=meta.get("r"),
-            user_thread_ts=meta.get("u"),
-        )
-        file_ids = list(meta.get("f", []))
+        form = EditFormMetadata.decode(view.get("private_metadata"))
+        origin = form.origin(team=team_of(body), user=body.get("user", {}).get("id", ""))
+        file_ids = list(form.file_ids)
         if not self._spawn(origin, lambda turn: self._edit_from_modal(turn, instruction, file_ids, options), "slack-edit"):
             await ack(response_action="errors", errors={"instruction": render.render_busy()})
             return
@@ -519,17 +512,8 @@ class SlackAdapter:
             await turn.tell(render.render_too_many_images(len(files), MAX_INPUT_IMAGES))
             return
         origin = turn.origin
-        # File ids, not URLs, go into the modal (private_metadata holds 3,000
-        # characters); they are looked up again when the form is sent.
-        metadata = {
-            "c": origin.channel,
-            "t": origin.thread_ts,
-            "u": origin.user_thread_ts,
-            "r": origin.response_url,
-            "f": [f.get("id") for f in files],
-        }
         view = render.render_edit_modal(
-            metadata=metadata,
+            metadata=EditFormMetadata.of(origin, [str(f.get("id")) for f in files]).encode(),
             image_count=len(files),
             default_size="auto",
             default_quality=self.config.defaults.quality,

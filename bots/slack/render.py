@@ -9,7 +9,6 @@ Platform-neutral wording comes from core.messages.
 from __future__ import annotations
 
 import dataclasses
-import json
 from datetime import datetime
 from typing import Any, Sequence
 
@@ -184,7 +183,7 @@ def render_empty_edit_instruction() -> str:
 
 
 def render_edit_modal(
-    *, metadata: dict[str, Any], image_count: int, default_size: str, default_quality: str, max_n: int,
+    *, metadata: str, image_count: int, default_size: str, default_quality: str, max_n: int,
     qualities_offered: Sequence[str],
 ) -> dict[str, Any]:
     """The Edit image modal: the instruction, then size, quality, count and background."""
@@ -199,7 +198,7 @@ def render_edit_modal(
         "title": {"type": "plain_text", "text": "Edit image"},
         "submit": {"type": "plain_text", "text": "Edit"},
         "close": {"type": "plain_text", "text": "Cancel"},
-        "private_metadata": json.dumps(metadata, separators=(",", ":")),
+        "private_metadata": metadata,  # bots/slack/edit_form.py
         "blocks": [
             {
                 "type": "context",
