@@ -77,8 +77,6 @@ CHANNEL = "C0BENCH"
 
 
 async def run_bot(slack_api_url: str, openai_url: str, db_path: str, overrides: dict[str, Any]) -> None:
-    from aiohttp import web
-
     if os.environ.get("BENCH_BOT_CPUS"):
         os.sched_setaffinity(0, {int(c) for c in os.environ["BENCH_BOT_CPUS"].split(",")})
 
@@ -91,18 +89,27 @@ async def run_bot(slack_api_url: str, openai_url: str, db_path: str, overrides: 
     client = make_client(OPENAI_KEY, base_url=openai_url, timeout_seconds=config.openai.timeout_seconds)
     service = await ImageService.open(config, db_path, OpenAIProvider(client, config))
     adapter = SlackAdapter(service, config, token=BOT_TOKEN, signing_secret=SIGNING_SECRET, api_url=slack_api_url)
+    runner = await serve_until_stdin_closes(adapter.handle_http)
+    # Then finish what is running.
+    await adapter.close(grace_seconds=120)
+    await runner.cleanup()
+    await service.close()
+
+
+async def serve_until_stdin_closes(handle: Any) -> Any:
+    """Serve POST /slack/events on a loopback port, say `ready PORT`, and
+    return (the runner, still serving) once the parent closes our stdin."""
+    from aiohttp import web
+
     app = web.Application()
-    app.router.add_post("/slack/events", adapter.handle_http)
+    app.router.add_post("/slack/events", handle)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0, backlog=2048)
     await site.start()
     print(f"ready {runner.addresses[0][1]}", flush=True)
-    # Runs until the parent closes our stdin; then finishes what is running.
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-    await adapter.close(grace_seconds=120)
-    await runner.cleanup()
-    await service.close()
+    return runner
 
 
 async def run_bare(slack_api_url: str) -> None:
@@ -131,14 +138,7 @@ async def run_bare(slack_api_url: str) -> None:
         bolt_request = AsyncBoltRequest(body=body, query=request.query_string, headers=dict(request.headers))
         return await to_aiohttp_response(await app.async_dispatch(bolt_request))
 
-    web_app = web.Application()
-    web_app.router.add_post("/slack/events", handle)
-    runner = web.AppRunner(web_app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, backlog=2048)
-    await site.start()
-    print(f"ready {runner.addresses[0][1]}", flush=True)
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    runner = await serve_until_stdin_closes(handle)
     await runner.cleanup()
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bots.jobs import JobRunner
+from bots.jobs import JobCall, JobRunner
 from core.errors import ImagineError, TooManyJobs
 from core.models import ImageOptions, ImageResult, Progress, ProgressCallback, Requester, RequesterKey, Usage
 from tests.bots.fake_turn import FakeTurn
@@ -115,14 +115,21 @@ async def test_a_bug_is_apologised_for_once_with_a_reference() -> None:
     assert text.startswith("sorry (") and private
 
 
-async def test_shutdown_cancels_a_running_job_and_tells_its_user() -> None:
-    turn, jobs = FakeTurn(), runner()
-    started = asyncio.Event()
+def hanging_call(started: asyncio.Event) -> JobCall:
+    """A model call that says it started, then never returns (until cancelled)."""
 
     async def call(progress: ProgressCallback, reach: Any) -> ImageResult:
         started.set()
         await asyncio.Event().wait()
         raise AssertionError("not reached")
+
+    return call
+
+
+async def test_shutdown_cancels_a_running_job_and_tells_its_user() -> None:
+    turn, jobs = FakeTurn(), runner()
+    started = asyncio.Event()
+    call = hanging_call(started)
 
     assert jobs.spawn(turn, lambda t: jobs.run(t, call), name="job")
     await asyncio.wait_for(started.wait(), 10)
@@ -135,11 +142,7 @@ async def test_shutdown_cancels_a_running_job_and_tells_its_user() -> None:
 async def test_a_job_stopped_by_its_user_is_told_why_and_its_task_ends_normally() -> None:
     turn, jobs = FakeTurn(), runner()
     started = asyncio.Event()
-
-    async def call(progress: ProgressCallback, reach: Any) -> ImageResult:
-        started.set()
-        await asyncio.Event().wait()
-        raise AssertionError("not reached")
+    call = hanging_call(started)
 
     task = asyncio.create_task(serve_job(jobs, turn, call))
     await asyncio.wait_for(started.wait(), 10)
